@@ -1,0 +1,144 @@
+"""The batchscore command. Exit codes: 0 job succeeded, 1 job failed, 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from batchscore.config import load_deployment
+from batchscore.exceptions import BatchscoreError, ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 on usage errors, as we want; keep its message
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="batchscore", description="Batch scoring of files with the Azure ML batch contract, "
+                     "on AWS or on this machine against an embedded AWS emulator.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    local = commands.add_parser("local", help="run jobs on this machine")
+    local_commands = local.add_subparsers(dest="local_command", required=True, parser_class=_Parser)
+    run = local_commands.add_parser(
+        "run", help="score a folder of files through the whole pipeline on the embedded emulator",
+        description="Upload INPUT_DIR as one job to an embedded AWS emulator (moto server), run the pipeline "
+                    "(ingest, dispatch, workers, finalize) and download the predictions and _summary.json into "
+                    "OUT_DIR. Exit code 0 if the job succeeded, 1 if it failed, 2 on a usage error.")
+    run.add_argument("input_dir", metavar="INPUT_DIR", type=Path, help="folder of input files (walked recursively)")
+    run.add_argument("--deployment", "-d", required=True, type=Path, help="deployment YAML (Azure ML names)")
+    run.add_argument("--output", "-o", required=True, type=Path, metavar="OUT_DIR",
+                     help="where predictions and _summary.json are written")
+    run.add_argument("--job-id", help="job id (default: <name>-<time>-<random>)")
+    run.add_argument("--endpoint-url", help="use this AWS endpoint instead of the embedded emulator "
+                     "(default: $AWS_ENDPOINT_URL, else an embedded moto server on a free port)")
+    run.add_argument("--worker-log", type=Path, help="append the worker processes' logs to this file")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+    run.set_defaults(func=cmd_local_run)
+    return parser
+
+
+def cmd_local_run(args: argparse.Namespace) -> int:
+    from infra.local_run import LocalRun, new_job_id, run_local_job
+
+    # the in-process functions log JSON for CloudWatch; on a terminal only their warnings are worth showing
+    logging.getLogger("batchscore.functions").setLevel(logging.WARNING)
+
+    deployment = load_deployment(args.deployment)
+    job_id = args.job_id or new_job_id(deployment)
+    if "/" in job_id or job_id.startswith(("_", ".")):
+        raise ConfigError(f"--job-id {job_id!r}: must not contain '/' or start with '_' or '.'")
+    run = LocalRun(input_dir=args.input_dir, deployment=deployment, output_dir=args.output, job_id=job_id,
+                   endpoint_url=args.endpoint_url, worker_log=args.worker_log)
+    started = time.monotonic()
+    with _progress(enabled=not args.quiet and sys.stderr.isatty(), payload=deployment.settings.payload) as show:
+        summary = run_local_job(run, on_progress=show)
+    if not args.quiet:
+        print_summary(summary, args.output, time.monotonic() - started)
+    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+
+
+class _progress:
+    """A rich progress bar of batches done / total and items per second, on a terminal only."""
+
+    def __init__(self, enabled: bool, payload: str) -> None:
+        self.enabled = enabled
+        self.unit = "rows" if payload == "dataframe" else "files"
+        self.progress: Any = None
+        self.task: Any = None
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("batches"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                 transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("waiting for ingest", total=None, rate="")
+        return self.update
+
+    def update(self, job: Any) -> None:
+        if job is None or self.progress is None:
+            return
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = f"{job.succeeded_items / elapsed:,.0f} {self.unit}/s"
+        self.progress.update(self.task, description=job.status, total=job.total_batches or None,
+                             completed=job.done_batches, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_summary(summary: dict[str, Any], output_dir: Path, wall_s: float) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    ok = summary["status"] == "succeeded"
+    unit = summary.get("items_are", "items")
+    console.print(f"[bold {'green' if ok else 'red'}]job {summary['job_id']} {summary['status']}[/] in {wall_s:.1f} s:"
+                  f" {summary['input_files']} file(s), {summary['shards']} shard(s), {summary['mini_batches']} "
+                  f"mini-batch(es); {summary['succeeded_items']} {unit} scored, {summary['failed_items']} failed")
+    if summary.get("output_file"):
+        console.print(f"predictions: {output_dir / summary['output_file']}")
+    console.print(f"summary:     {output_dir / '_summary.json'}")
+    if summary.get("error"):
+        console.print(f"[red]error:[/] {summary['error']}", markup=True, highlight=False)
+    for failure in summary.get("failures", [])[:10]:
+        console.print(f"  [red]failed[/] {failure['source']}: {failure['reason']}", highlight=False)
+    if len(summary.get("failures", [])) > 10:
+        console.print(f"  ... and {len(summary['failures']) - 10} more in _summary.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("batchscore").setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"batchscore: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BatchscoreError as exc:
+        print(f"batchscore: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("batchscore: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The worker image: the queue-polling supervisor and the scoring runtime."""

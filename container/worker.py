@@ -1,0 +1,242 @@
+"""The worker: long-polls the work queue and scores one mini-batch at a time in its scoring process.
+
+Usage (the ECS task's command; locally the runner starts one per worker slot):
+    python -m container.worker --worker-id ID
+Stack resources and the AWS endpoint come from the environment (BATCHSCORE_*, AWS_ENDPOINT_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from batchscore import keys
+from batchscore.aws import AwsTarget
+from batchscore.config import Deployment, Settings
+from batchscore.jobs_table import JobsTable
+from batchscore.records import BatchRecord, BatchResult, Failure, FinalizeMessage, JobRecord, WorkMessage
+from batchscore.stack import StackResources
+from container.exceptions import ScoringProcessDied, ScriptInitError
+from container.runtime import ScoringResult, ScriptSpec, Task, TaskFile
+from container.scoring_process import ScoringProcess
+
+logger = logging.getLogger("batchscore.worker")
+
+POLL_WAIT_S = 2  # long-poll wait; short enough that a stopping worker notices promptly
+DOWNLOAD_THREADS = 4
+
+
+class Heartbeat:
+    """Keeps a message invisible to other workers while this one works on it."""
+
+    def __init__(self, sqs: Any, queue_url: str, receipt: str, visibility_s: int) -> None:
+        self.sqs, self.queue_url, self.receipt = sqs, queue_url, receipt
+        self.visibility_s = visibility_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.visibility_s / 3):
+            try:
+                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=self.receipt,
+                                                   VisibilityTimeout=self.visibility_s)
+            except Exception:  # a missed beat only risks a redelivery, which is counted once anyway
+                logger.warning("visibility heartbeat failed for %s", self.queue_url, exc_info=True)
+
+
+class Worker:
+    def __init__(self, stack: StackResources, target: AwsTarget, worker_id: str, workdir: Path) -> None:
+        self.stack, self.worker_id, self.workdir = stack, worker_id, workdir
+        session = target.session()
+        self.s3 = target.client("s3", session)
+        self.sqs = target.client("sqs", session)
+        self.jobs = JobsTable(target.resource("dynamodb", session).Table(stack.jobs_table),
+                              target.client("dynamodb", session))
+        self.stopping = False
+        self.deployment = self._fetch_deployment()
+        self.visibility_s = int(self.sqs.get_queue_attributes(
+            QueueUrl=stack.work_queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
+        self.scoring = ScoringProcess(self._script_spec(), self.deployment.resources.memory_per_worker_mib)
+
+    def _fetch_deployment(self) -> Deployment:
+        body = self.s3.get_object(Bucket=self.stack.artifacts_bucket,
+                                  Key=keys.artifact_key("deployment.json"))["Body"].read()
+        deployment = Deployment.model_validate(json.loads(body))
+        for folder in ("code", "model"):
+            self._download_prefix(keys.artifact_key(folder) + "/", self.workdir / folder)
+        return deployment
+
+    def _download_prefix(self, prefix: str, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.artifacts_bucket,
+                                                                       Prefix=prefix):
+            for obj in page.get("Contents", []):
+                path = dest / obj["Key"][len(prefix):]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.s3.download_file(self.stack.artifacts_bucket, obj["Key"], str(path))
+
+    def _script_spec(self) -> ScriptSpec:
+        model_dir = self.workdir / "model"
+        # a model given as a single file is seen at AZUREML_MODEL_DIR as the folder holding it (as on Azure)
+        output_dir = self.workdir / "bi_output"
+        output_dir.mkdir(exist_ok=True)
+        settings = self.deployment.settings
+        return ScriptSpec(code_dir=str(self.workdir / "code") + os.sep,
+                          scoring_script=self.deployment.code_configuration.scoring_script,
+                          model_dir=str(model_dir), output_dir=str(output_dir),
+                          environment=dict(settings.environment_variables), logging_level=settings.logging_level)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        logger.info("worker %s polling %s", self.worker_id, self.stack.work_queue_url)
+        try:
+            while not self.stopping:
+                response = self.sqs.receive_message(QueueUrl=self.stack.work_queue_url, MaxNumberOfMessages=1,
+                                                    WaitTimeSeconds=POLL_WAIT_S)
+                for message in response.get("Messages", []):
+                    self.handle(message)
+        finally:
+            self.scoring.stop()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # finish the current batch, then stop (ECS scale-in gives a grace period before SIGKILL)
+        self.stopping = True
+
+    def handle(self, message: dict[str, Any]) -> None:
+        work = WorkMessage.model_validate_json(message["Body"])
+        receipt = message["ReceiptHandle"]
+        job = self.jobs.get_job(work.job_id)
+        batch = self.jobs.get_batch(work.job_id, work.batch_id)
+        if job is None or batch is None or batch.status == "done" or job.status != "running":
+            self._delete(receipt)
+            return
+        with Heartbeat(self.sqs, self.stack.work_queue_url, receipt, self.visibility_s):
+            try:
+                result = self.process(job, batch)
+            except ScriptInitError as exc:
+                self._fail_job(job, exc)
+                self._delete(receipt)
+                return
+        updated = self.jobs.complete_batch(job.job_id, batch.batch_id, result)
+        if updated is not None and updated.status == "running" and updated.done_batches >= updated.total_batches:
+            self.sqs.send_message(QueueUrl=self.stack.finalize_queue_url,
+                                  MessageBody=FinalizeMessage(job_id=job.job_id).model_dump_json())
+        self._delete(receipt)
+
+    def process(self, job: JobRecord, batch: BatchRecord) -> BatchResult:
+        settings = Settings.model_validate(job.settings)
+        started = time.time()
+        batch_dir = Path(tempfile.mkdtemp(prefix=f"{batch.batch_id}-", dir=self.workdir))
+        try:
+            t0 = time.perf_counter()
+            files = self._download(batch, batch_dir)
+            download_s = time.perf_counter() - t0
+            task = Task(batch_id=batch.batch_id, payload=settings.payload, level=settings.level, files=files,
+                        out_path=str(batch_dir / "part.parquet"), keep_columns=tuple(settings.keep_columns),
+                        row_batch_size=settings.row_batch_size, max_retries=settings.retry_settings.max_retries,
+                        timeout_s=settings.retry_settings.timeout)
+            t0 = time.perf_counter()
+            try:
+                scored = self.scoring.score(task)
+            except ScoringProcessDied as exc:
+                scored = self._all_failed(batch, settings, str(exc))
+            score_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._upload_outputs(job.job_id, batch.batch_id, scored, Path(task.out_path))
+            upload_s = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(batch_dir, ignore_errors=True)
+        return BatchResult(
+            succeeded_items=scored.succeeded_items, failed_items=scored.failed_items,
+            output_rows=scored.output_rows, worker=self.worker_id, level=settings.level,
+            failures=[Failure(source=f.source, reason=f.reason, items=f.items, batch_id=batch.batch_id)
+                      for f in scored.failures],
+            started_at=started, finished_at=time.time(), peak_rss_mib=round(self.scoring.peak_rss_mib, 1),
+            seconds={"download": round(download_s, 4), "score": round(score_s, 4), "upload": round(upload_s, 4),
+                     "run": round(scored.run_seconds, 4), "read": round(scored.read_seconds, 4)},
+        )
+
+    def _download(self, batch: BatchRecord, batch_dir: Path) -> list[TaskFile]:
+        def fetch(item: tuple[int, Any]) -> TaskFile:
+            i, shard = item
+            # one folder per file, so that the script sees the file's own name
+            path = batch_dir / f"{i:05d}" / Path(shard.key).name
+            path.parent.mkdir()
+            self.s3.download_file(self.stack.inbox_bucket, shard.key, str(path))
+            return TaskFile(path=str(path), source=keys.relative_source(shard.source), first_row=shard.first_row)
+
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            return list(pool.map(fetch, enumerate(batch.shards)))
+
+    @staticmethod
+    def _all_failed(batch: BatchRecord, settings: Settings, reason: str) -> ScoringResult:
+        result = ScoringResult()
+        err = RuntimeError(reason)
+        for shard in batch.shards:
+            items = (shard.records or 1) if settings.payload == "dataframe" else 1
+            result.fail(keys.relative_source(shard.source), items, err, reason)
+        return result
+
+    def _upload_outputs(self, job_id: str, batch_id: str, scored: ScoringResult, part: Path) -> None:
+        if scored.output_rows:
+            self.s3.upload_file(str(part), self.stack.output_bucket, keys.part_key(job_id, batch_id))
+        if scored.tracebacks:
+            self.s3.put_object(Bucket=self.stack.output_bucket, Key=keys.error_key(job_id, batch_id),
+                               Body="\n".join(scored.tracebacks).encode())
+        output_dir = Path(self.scoring.spec.output_dir)
+        for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
+            rel = path.relative_to(output_dir).as_posix()
+            self.s3.upload_file(str(path), self.stack.output_bucket, keys.job_output_key(job_id, rel))
+            path.unlink()
+
+    def _fail_job(self, job: JobRecord, exc: ScriptInitError) -> None:
+        logger.error("%s\n%s", exc, exc.user_traceback)
+        error = f"{exc}\n{exc.user_traceback}"
+        if self.jobs.set_job_status(job.job_id, "failing", expected=("running",), error=error):
+            self.s3.put_object(Bucket=self.stack.output_bucket, Key=keys.error_key(job.job_id, "init"),
+                               Body=error.encode())
+            self.sqs.send_message(QueueUrl=self.stack.finalize_queue_url,
+                                  MessageBody=FinalizeMessage(job_id=job.job_id).model_dump_json())
+
+    def _delete(self, receipt: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.stack.work_queue_url, ReceiptHandle=receipt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m container.worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker-id", default=f"worker-{os.getpid()}")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temp folder)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {args.worker_id} %(levelname)s %(message)s")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"batchscore-{args.worker_id}-"))
+    try:
+        Worker(StackResources.from_env(), AwsTarget.from_env(), args.worker_id, workdir).run()
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Lambda handlers: ingest, dispatch, finalize. Thin: parse the event, call library code, return."""

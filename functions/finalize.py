@@ -1,0 +1,177 @@
+"""Finalize: merge the batches' outputs in input order, write _summary.json, then _SUCCESS or _FAILED."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from batchscore import keys
+from batchscore.config import Settings
+from batchscore.records import BatchRecord, FinalizeMessage, JobRecord
+from functions.context import FunctionContext
+
+logger = Logger(service="batchscore.functions")
+
+MAX_REASON_CHARS = 300
+
+
+def finalize_job(ctx: FunctionContext, job_id: str) -> None:
+    job = ctx.jobs.get_job(job_id)
+    if job is None or job.status in ("succeeded", "failed"):
+        return
+    if job.status in ("running", "finalizing"):
+        if job.done_batches < job.total_batches:
+            logger.info("finalize before the last batch; ignored", extra={"job_id": job_id})
+            return
+        if not ctx.jobs.set_job_status(job_id, "finalizing", expected=("running", "finalizing")):
+            return
+    elif job.status != "failing":
+        return
+    settings = Settings.model_validate(job.settings)
+    batches = ctx.jobs.batches(job_id)
+    output_key = None
+    if settings.output_action == "append_row" and job.status != "failing":
+        output_key = merge_outputs(ctx, job_id, batches, settings.output_file_name)
+    job = ctx.jobs.get_job(job_id) or job
+    summary = build_summary(job, batches, settings, output_key)
+    body = json.dumps(summary, indent=2).encode()
+    ctx.s3.put_object(Bucket=ctx.stack.output_bucket, Key=keys.job_output_key(job_id, keys.SUMMARY), Body=body)
+    marker = keys.SUCCEEDED_MARKER if summary["status"] == "succeeded" else keys.FAILED_MARKER
+    ctx.s3.put_object(Bucket=ctx.stack.output_bucket, Key=keys.job_output_key(job_id, marker), Body=b"")
+    ctx.jobs.set_job_status(job_id, summary["status"], expected=("finalizing", "failing"))
+    logger.info("job finished", extra={"job_id": job_id, "status": summary["status"]})
+
+
+def merge_outputs(ctx: FunctionContext, job_id: str, batches: list[BatchRecord], name: str) -> str:
+    """Concatenate the batch parts, in batch order, into one file; streamed part by part to a local file."""
+    parts = [b for b in batches if b.result is not None and b.result.output_rows > 0]
+    tables = (_read_part(ctx, keys.part_key(job_id, b.batch_id)) for b in parts)
+    key = keys.job_output_key(job_id, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        schema = _unified_schema(ctx, job_id, parts)
+        write_tables(path, tables, schema)
+        ctx.s3.upload_file(str(path), ctx.stack.output_bucket, key)
+    return key
+
+
+def _read_part(ctx: FunctionContext, key: str) -> pa.Table:
+    body = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body))
+
+
+def _unified_schema(ctx: FunctionContext, job_id: str, parts: list[BatchRecord]) -> pa.Schema | None:
+    schemas = []
+    for batch in parts:
+        tail = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=keys.part_key(job_id, batch.batch_id),
+                                 Range="bytes=-65536")["Body"].read()
+        schemas.append(_schema_from_tail(tail) or _read_part(ctx, keys.part_key(job_id, batch.batch_id)).schema)
+    if not schemas:
+        return None
+    return pa.unify_schemas(schemas, promote_options="permissive")
+
+
+def _schema_from_tail(tail: bytes) -> pa.Schema | None:
+    """A Parquet file's schema is in its footer; read it from the last bytes when the footer fits in them."""
+    if len(tail) < 8 or tail[-4:] != b"PAR1":
+        return None
+    footer_len = int.from_bytes(tail[-8:-4], "little")
+    if footer_len + 8 > len(tail):
+        return None
+    try:
+        return pq.read_schema(io.BytesIO(b"PAR1" + tail[-(footer_len + 8):]))
+    except pa.ArrowInvalid:
+        return None
+
+
+def write_tables(path: Path, tables: Any, schema: pa.Schema | None) -> None:
+    suffix = path.suffix
+    if schema is None:
+        schema = pa.schema([])
+    if suffix == ".parquet":
+        with pq.ParquetWriter(path, schema) as writer:
+            for table in tables:
+                writer.write_table(table.select(schema.names).cast(schema))
+    elif suffix == ".csv":
+        with pacsv.CSVWriter(path, schema, write_options=pacsv.WriteOptions(quoting_style="needed")) as writer:
+            for table in tables:
+                writer.write_table(table.select(schema.names).cast(schema))
+    elif suffix == ".jsonl":
+        with path.open("w") as handle:
+            for table in tables:
+                table.to_pandas().to_json(handle, orient="records", lines=True)
+    else:
+        raise ValueError(f"unsupported output file type {suffix}")
+
+
+def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings,
+                  output_key: str | None) -> dict[str, Any]:
+    failures = []
+    batch_seconds = 0.0
+    for batch in batches:
+        if batch.result is None:
+            continue
+        batch_seconds += batch.result.finished_at - batch.result.started_at
+        for failure in batch.result.failures:
+            failures.append({"source": failure.source, "reason": failure.reason[:MAX_REASON_CHARS],
+                             "items": failure.items, "batch_id": batch.batch_id})
+    over_threshold = settings.error_threshold != -1 and job.failed_items > settings.error_threshold
+    failed = job.status == "failing" or job.error is not None or over_threshold
+    finished = time.time()
+    summary: dict[str, Any] = {
+        "status": "failed" if failed else "succeeded",
+        "job_id": job.job_id,
+        "input_files": job.input_files,
+        "shards": job.shards,
+        "mini_batches": job.total_batches,
+        "succeeded_items": job.succeeded_items,
+        "failed_items": job.failed_items,
+        "items_are": "rows" if settings.payload == "dataframe" else "files",
+        "error_threshold": settings.error_threshold,
+        "failures": failures,
+        "output_file": output_key.split("/", 1)[1] if output_key else None,
+        "timings": {
+            "created_at": job.created_at,
+            "dispatched_at": job.dispatched_at,
+            "finished_at": finished,
+            "wall_s": round(finished - job.created_at, 3) if job.created_at else None,
+            "batch_seconds_total": round(batch_seconds, 3),
+        },
+    }
+    if job.error:
+        summary["error"] = job.error
+    elif over_threshold:
+        summary["error"] = (f"{job.failed_items} failed {summary['items_are']} exceed error_threshold "
+                            f"{settings.error_threshold}")
+    return summary
+
+
+def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
+    finalize_job(ctx, FinalizeMessage.model_validate_json(record.body).job_id)
+
+
+def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
+                                         processor=processor))
+
+
+_context: FunctionContext | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _context
+    _context = _context or FunctionContext.from_env()
+    return handle_event(event, _context)

@@ -1,0 +1,69 @@
+"""Ingest: every uploaded object gets a ledger entry (split into shards when oversize); a marker starts the job."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from batchscore import keys
+from batchscore.records import DispatchMessage, LedgerEntry, Shard
+from functions.context import FunctionContext
+from functions.sqs_events import s3_objects
+
+logger = Logger(service="batchscore.functions")
+
+
+def ingest_object(ctx: FunctionContext, bucket: str, key: str, size: int) -> None:
+    if bucket != ctx.stack.inbox_bucket:
+        logger.warning("ignoring object from unexpected bucket", extra={"bucket": bucket, "key": key})
+        return
+    job_id = keys.job_of(key)
+    if keys.is_start_marker(key):
+        message = DispatchMessage(job_id=job_id, first_seen=time.time())
+        ctx.sqs.send_message(QueueUrl=ctx.stack.dispatch_queue_url, MessageBody=message.model_dump_json())
+        logger.info("job start marker seen", extra={"job_id": job_id})
+        return
+    if not keys.is_input(key):
+        return
+    entry = ledger_entry(ctx, bucket, key, size)
+    ctx.jobs.put_ledger_entry(job_id, entry)
+    logger.info("ingested", extra={"job_id": job_id, "source": key, "shards": len(entry.shards)})
+
+
+def ledger_entry(ctx: FunctionContext, bucket: str, key: str, size: int) -> LedgerEntry:
+    return LedgerEntry(source=key, bytes=size, format=guess_format(key),
+                       shards=[Shard(key=key, source=key, bytes=size)])
+
+
+def guess_format(key: str) -> str:
+    name = key.lower()
+    for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
+                        (".parquet", "parquet"), (".txt", "text")):
+        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+            return fmt
+    return "binary"
+
+
+def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
+    for bucket, key, size in s3_objects(record.body):
+        ingest_object(ctx, bucket, key, size)
+
+
+def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
+                                         processor=processor))
+
+
+_context: FunctionContext | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _context
+    _context = _context or FunctionContext.from_env()
+    return handle_event(event, _context)

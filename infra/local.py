@@ -1,0 +1,145 @@
+"""Local stand-ins: an embedded moto server for AWS, pollers for the Lambda event-source mappings, and worker
+processes for the ECS service. The handlers and the worker are the same code that runs in AWS."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from batchscore.aws import AwsTarget
+from batchscore.stack import StackResources
+from functions.sqs_events import sqs_event
+
+logger = logging.getLogger(__name__)
+
+# After a handler reports a record failed, Lambda leaves it to the queue's visibility timeout; locally we retry
+# sooner so a transient failure does not stall a run for the template's (AWS-sized) timeout.
+LOCAL_RETRY_DELAY_S = 2
+POLL_WAIT_S = 1
+
+
+class EmbeddedEmulator:
+    """A moto server on a free loopback port, for as long as the `with` block runs."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.endpoint_url = ""
+
+    def __enter__(self) -> EmbeddedEmulator:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # the emulator warns about resource types it only records (queue policies); nothing to act on
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"moto\..*")
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class QueuePoller(threading.Thread):
+    """Receives from a queue and calls a handler with the event a Lambda event-source mapping would build."""
+
+    def __init__(self, name: str, target: AwsTarget, queue_url: str, handler: Handler, batch_size: int = 10):
+        super().__init__(name=f"poller-{name}", daemon=True)
+        self.sqs = target.client("sqs")
+        self.queue_url, self.handler, self.batch_size = queue_url, handler, batch_size
+        self.region = target.region
+        self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url,
+                                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.stopping = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:  # keep polling, as the service would; the failure is reported
+                logger.exception("%s failed", self.name)
+                self.errors.append(f"{self.name}: {exc}")
+                self.stopping.wait(LOCAL_RETRY_DELAY_S)
+
+    def poll_once(self) -> int:
+        response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
+                                            WaitTimeSeconds=POLL_WAIT_S, AttributeNames=["All"])
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        result = self.handler(sqs_event(messages, self.queue_arn, self.region))
+        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
+        for m in messages:
+            if m["MessageId"] in failed:
+                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                                   VisibilityTimeout=LOCAL_RETRY_DELAY_S)
+        return len(messages)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class WorkerPool:
+    """`size` worker processes; one that exits unexpectedly is replaced, as ECS replaces a stopped task."""
+
+    def __init__(self, size: int, target: AwsTarget, stack: StackResources, log_path: str | None = None):
+        self.size = size
+        self.env = os.environ | target.env() | stack.env() | {"PYTHONUNBUFFERED": "1"}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        self.replaced = 0
+        self._stopping = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
+
+    def start(self) -> WorkerPool:
+        for i in range(self.size):
+            self._spawn(f"worker-{i}")
+        self._monitor.start()
+        return self
+
+    def _spawn(self, worker_id: str) -> None:
+        self.procs[worker_id] = subprocess.Popen(
+            [sys.executable, "-m", "container.worker", "--worker-id", worker_id],
+            env=self.env, stdout=self.log, stderr=self.log)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for worker_id, proc in list(self.procs.items()):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    logger.warning("%s exited with %s; starting a replacement", worker_id, proc.returncode)
+                    self.replaced += 1
+                    self._spawn(worker_id)
+
+    def stop(self, grace_s: float = 10) -> None:
+        self._stopping.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()  # type: ignore[union-attr]

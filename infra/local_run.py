@@ -1,0 +1,139 @@
+"""`batchscore local run`: one job through the whole pipeline on this machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from batchscore import keys
+from batchscore.aws import AwsTarget
+from batchscore.config import Deployment
+from batchscore.exceptions import BatchscoreError, ConfigError
+from batchscore.records import JobRecord
+from batchscore.stack import StackResources
+from functions import dispatch, finalize, ingest
+from functions.context import FunctionContext
+from infra.local import EmbeddedEmulator, QueuePoller, WorkerPool
+from infra.stack import apply_bucket_notifications, create_stack, upload_deployment
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_THREADS = 8
+STATUS_POLL_S = 0.25
+TERMINAL = ("succeeded", "failed")
+
+
+class LocalRunError(BatchscoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    input_dir: Path
+    deployment: Deployment
+    output_dir: Path
+    job_id: str
+    endpoint_url: str | None = None
+    stack_name: str | None = None
+    worker_log: Path | None = None
+
+
+def new_job_id(deployment: Deployment) -> str:
+    return f"{deployment.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def input_files(input_dir: Path) -> Iterator[Path]:
+    for path in sorted(input_dir.rglob("*")):
+        rel = path.relative_to(input_dir)
+        if path.is_file() and not any(part.startswith((".", "_")) for part in rel.parts):
+            yield path
+
+
+def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None] | None = None) -> dict[str, Any]:
+    """Run the job and return its summary; outputs are downloaded into run.output_dir."""
+    if not run.input_dir.is_dir():
+        raise ConfigError(f"INPUT_DIR {run.input_dir} is not a folder")
+    files = list(input_files(run.input_dir))
+    if not files:
+        raise ConfigError(f"INPUT_DIR {run.input_dir} has no input files (names starting with . or _ are skipped)")
+    with ExitStack() as stack:
+        endpoint = run.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            endpoint = stack.enter_context(EmbeddedEmulator()).endpoint_url
+        target = AwsTarget(endpoint_url=endpoint, region=AwsTarget.from_env().region)
+        stack_name = run.stack_name or f"batchscore-{uuid.uuid4().hex[:10]}"
+        resources = deploy_local_stack(target, stack_name, run.deployment)
+        ctx = FunctionContext(resources, target)
+        pool = WorkerPool(run.deployment.resources.workers, target, resources,
+                          log_path=str(run.worker_log) if run.worker_log else None).start()
+        stack.callback(pool.stop)
+        for name, queue_url, module in (("ingest", resources.ingest_queue_url, ingest),
+                                        ("dispatch", resources.dispatch_queue_url, dispatch),
+                                        ("finalize", resources.finalize_queue_url, finalize)):
+            poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
+            poller.start()
+            stack.callback(poller.stop)
+        upload_inputs(ctx, run.job_id, run.input_dir, files)
+        wait_for_job(ctx, run.job_id, pool, on_progress)
+        return download_outputs(ctx, run.job_id, run.output_dir)
+    raise AssertionError("unreachable")
+
+
+def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment) -> StackResources:
+    parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1)}
+    resources = create_stack(target, stack_name, parameters)
+    apply_bucket_notifications(target, stack_name)
+    upload_deployment(target, resources, deployment)
+    return resources
+
+
+def upload_inputs(ctx: FunctionContext, job_id: str, input_dir: Path, files: list[Path]) -> None:
+    def put(path: Path) -> None:
+        ctx.s3.upload_file(str(path), ctx.stack.inbox_bucket, f"{job_id}/{path.relative_to(input_dir).as_posix()}")
+
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        list(pool.map(put, files))
+    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key=f"{job_id}/{keys.START_MARKER}", Body=b"")
+
+
+def wait_for_job(ctx: FunctionContext, job_id: str, pool: WorkerPool,
+                 on_progress: Callable[[JobRecord | None], None] | None) -> JobRecord:
+    while True:
+        job = ctx.jobs.get_job(job_id)
+        if on_progress is not None:
+            on_progress(job)
+        if job is not None and job.status in TERMINAL:
+            return job
+        if pool.replaced > 3 * pool.size:
+            raise LocalRunError(f"worker processes keep exiting ({pool.replaced} replaced); "
+                                "run with --worker-log to see why")
+        time.sleep(STATUS_POLL_S)
+
+
+def download_outputs(ctx: FunctionContext, job_id: str, output_dir: Path) -> dict[str, Any]:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{job_id}/"
+    paginator = ctx.s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=ctx.stack.output_bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix):]
+            if rel.startswith(keys.PARTS_FOLDER + "/"):
+                continue
+            path = output_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ctx.s3.download_file(ctx.stack.output_bucket, obj["Key"], str(path))
+    summary_path = output_dir / keys.SUMMARY
+    if not summary_path.exists():
+        raise LocalRunError(f"job {job_id} ended without a {keys.SUMMARY}")
+    result: dict[str, Any] = json.loads(summary_path.read_text())
+    return result
