@@ -92,7 +92,16 @@ class Resources(_Frozen):
 
 
 class Deployment(_Frozen):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # it becomes part of job ids and S3 keys
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", value):
+            raise ValueError(f"must be 2 to 41 lowercase letters, digits or '-', starting with a letter or digit; "
+                             f"got {value!r}")
+        return value
     code_configuration: CodeConfiguration
     model: Path | None = None
     settings: Settings = Settings()
