@@ -43,7 +43,56 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker-log", type=Path, help="append the worker processes' logs to this file")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
     run.set_defaults(func=cmd_local_run)
+
+    split = commands.add_parser(
+        "split", help="split one file into record-aligned shards and print the manifest",
+        description="Stream SOURCE (a local path or s3:// URL) into shards of at most --max-shard-bytes, cut "
+                    "only between records: CSV/TSV (quote-aware, header repeated in every shard), JSON Lines and "
+                    "text (on newlines), Parquet (on row groups, re-chunked when a row group is too big), and "
+                    "their .gz forms. Other files are not split. Prints the manifest as JSON.")
+    split.add_argument("source", metavar="SOURCE", help="local path or s3://bucket/key")
+    split.add_argument("--max-shard-bytes", required=True, type=_size, metavar="SIZE",
+                       help="largest shard, e.g. 64MiB, 1GB or 1048576")
+    split.add_argument("--output", "-o", required=True, metavar="DEST", help="local folder or s3://bucket/prefix")
+    split.add_argument("--format", choices=["csv", "tsv", "jsonl", "text", "parquet", "binary"],
+                       help="override the format guessed from SOURCE's name")
+    split.add_argument("--endpoint-url", help="S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL)")
+    split.set_defaults(func=cmd_split)
     return parser
+
+
+def _size(text: str) -> int:
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 64MiB, 1GB or a number of bytes)") from None
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    import json
+
+    from batchscore.aws import AwsTarget
+    from splitter import CorruptInputError, SplitError, split
+
+    client = None
+    if args.source.startswith("s3://") or args.output.startswith("s3://"):
+        env_target = AwsTarget.from_env()
+        client = AwsTarget(endpoint_url=args.endpoint_url or env_target.endpoint_url, region=env_target.region)\
+            .client("s3")
+    elif not Path(args.source).is_file():
+        raise ConfigError(f"SOURCE {args.source}: no such file")
+    try:
+        manifest = split(args.source, args.output, args.max_shard_bytes, fmt=args.format, client=client)
+    except CorruptInputError as exc:
+        print(f"batchscore split: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SplitError as exc:
+        print(f"batchscore split: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(manifest.to_dict(), indent=2))
+    return EXIT_OK
 
 
 def cmd_local_run(args: argparse.Namespace) -> int:

@@ -41,8 +41,11 @@ def is_input(key: str) -> bool:
 
 
 def shard_key(source_key: str, index: int, suffix: str) -> str:
+    """Deterministic, so splitting the same object twice writes the same keys: <job>/_shards/<path>/<stem>.N<suffix>."""
     job, rest = source_key.split("/", 1)
-    return f"{job}/{SHARDS_FOLDER}/{rest}/{index:05d}{suffix}"
+    base = rest.rsplit("/", 1)[-1]
+    stem = base[: len(base) - len(suffix)] if suffix and base.lower().endswith(suffix) else base
+    return f"{job}/{SHARDS_FOLDER}/{rest}/{stem}.{index:05d}{suffix}"
 
 
 def batch_id(index: int) -> str:

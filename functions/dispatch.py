@@ -79,6 +79,7 @@ def dispatch_job(ctx: FunctionContext, message: DispatchMessage) -> None:
     entries = [ledger[key] for key in sorted(inputs)]
     shards = [shard for entry in entries for shard in entry.shards]
     job.shards = len(shards)
+    job.failed_items = sum(1 for entry in entries if entry.error)  # unreadable at ingest: the file fails
     if not ctx.jobs.create_job(job):
         return
     batches = [

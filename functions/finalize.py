@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from batchscore import keys
 from batchscore.config import Settings
-from batchscore.records import BatchRecord, FinalizeMessage, JobRecord
+from batchscore.records import BatchRecord, FinalizeMessage, JobRecord, LedgerEntry
 from functions.context import FunctionContext
 
 logger = Logger(service="batchscore.functions")
@@ -45,7 +45,7 @@ def finalize_job(ctx: FunctionContext, job_id: str) -> None:
     if settings.output_action == "append_row" and job.status != "failing":
         output_key = merge_outputs(ctx, job_id, batches, settings.output_file_name)
     job = ctx.jobs.get_job(job_id) or job
-    summary = build_summary(job, batches, settings, output_key)
+    summary = build_summary(job, batches, settings, output_key, ctx.jobs.ledger(job_id))
     body = json.dumps(summary, indent=2).encode()
     ctx.s3.put_object(Bucket=ctx.stack.output_bucket, Key=keys.job_output_key(job_id, keys.SUMMARY), Body=body)
     marker = keys.SUCCEEDED_MARKER if summary["status"] == "succeeded" else keys.FAILED_MARKER
@@ -116,9 +116,16 @@ def write_tables(path: Path, tables: Any, schema: pa.Schema | None) -> None:
         raise ValueError(f"unsupported output file type {suffix}")
 
 
-def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings,
-                  output_key: str | None) -> dict[str, Any]:
-    failures = []
+def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings, output_key: str | None,
+                  ledger: dict[str, LedgerEntry] | None = None) -> dict[str, Any]:
+    failures: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for key, entry in sorted((ledger or {}).items()):
+        source = keys.relative_source(key)
+        if entry.error:
+            failures.append({"source": source, "reason": entry.error[:MAX_REASON_CHARS], "items": 1,
+                             "batch_id": None})
+        warnings += [f"{source}: {w}" for w in entry.warnings]
     batch_seconds = 0.0
     for batch in batches:
         if batch.result is None:
@@ -141,6 +148,7 @@ def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings
         "items_are": "rows" if settings.payload == "dataframe" else "files",
         "error_threshold": settings.error_threshold,
         "failures": failures,
+        "warnings": warnings,
         "output_file": output_key.split("/", 1)[1] if output_key else None,
         "timings": {
             "created_at": job.created_at,

@@ -14,6 +14,7 @@ from batchscore import keys
 from batchscore.records import DispatchMessage, LedgerEntry, Shard
 from functions.context import FunctionContext
 from functions.sqs_events import s3_objects
+from splitter import CorruptInputError, S3Sink, detect_format, split
 
 logger = Logger(service="batchscore.functions")
 
@@ -36,17 +37,22 @@ def ingest_object(ctx: FunctionContext, bucket: str, key: str, size: int) -> Non
 
 
 def ledger_entry(ctx: FunctionContext, bucket: str, key: str, size: int) -> LedgerEntry:
-    return LedgerEntry(source=key, bytes=size, format=guess_format(key),
-                       shards=[Shard(key=key, source=key, bytes=size)])
-
-
-def guess_format(key: str) -> str:
-    name = key.lower()
-    for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                        (".parquet", "parquet"), (".txt", "text")):
-        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
-            return fmt
-    return "binary"
+    """The object itself when it fits (or cannot be split); otherwise its shards, split straight from S3 to S3."""
+    fmt = detect_format(key)
+    limit = int(ctx.deployment.settings.max_shard_bytes)
+    if size <= limit or not fmt.splittable:
+        return LedgerEntry(source=key, bytes=size, format=fmt.kind, shards=[Shard(key=key, source=key, bytes=size)])
+    sink = S3Sink(bucket, lambda i: keys.shard_key(key, i, fmt.suffix), ctx.s3)
+    try:
+        manifest = split(f"s3://{bucket}/{key}", sink, limit, client=ctx.s3, name=keys.relative_source(key))
+    except CorruptInputError as exc:
+        logger.warning("cannot split", extra={"source": key, "reason": str(exc)})
+        return LedgerEntry(source=key, bytes=size, format=fmt.kind, error=str(exc))
+    prefix = f"s3://{bucket}/"
+    shards = [Shard(key=s.name.removeprefix(prefix), source=key, bytes=s.bytes, first_row=s.first_row,
+                    records=s.records) for s in manifest.shards]
+    return LedgerEntry(source=key, bytes=size, format=fmt.kind, split=True, shards=shards,
+                       warnings=manifest.warnings)
 
 
 def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:

@@ -37,7 +37,8 @@ def test_dataframe_payload_scores_every_row_exactly_once(tmp_path: Path, level: 
     inputs = make_inputs(tmp_path / "in", [900, 40, 35, 0, 25])
     inputs |= {f"sub/{k}": v for k, v in make_inputs(tmp_path / "in" / "sub", [30], fmt="parquet").items()}
     deployment = make_deployment(tmp_path / "dep", payload="dataframe", level=level, mini_batch_size=2,
-                                 row_batch_size=7, keep_columns=["label"], output_file_name=output)
+                                 row_batch_size=7, keep_columns=["label"], output_file_name=output,
+                                 max_shard_bytes="4KiB")
     # WHEN the folder is run through the local pipeline
     result = run_cli("local", "run", tmp_path / "in", "--deployment", deployment, "--output", tmp_path / "out")
     # THEN it succeeds and every input row appears once, with its source, row number and prediction
@@ -45,6 +46,7 @@ def test_dataframe_payload_scores_every_row_exactly_once(tmp_path: Path, level: 
     summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
     assert summary["status"] == "succeeded"
     assert summary["input_files"] == 6
+    assert summary["shards"] >= 10  # the big file was split, and its rows keep their original numbers
     assert summary["succeeded_items"] == 900 + 40 + 35 + 25 + 30
     assert summary["failed_items"] == 0
     out = read_output(tmp_path / "out" / output)

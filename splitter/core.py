@@ -1,0 +1,112 @@
+"""split(): one file in (local path, s3:// URL or binary file object), shards out, manifest back."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import smart_open
+
+from splitter.exceptions import CorruptInputError, SplitError
+from splitter.formats import FileFormat, detect_format
+from splitter.manifest import Manifest, ShardInfo
+from splitter.parquet import split_parquet
+from splitter.sinks import LocalSink, S3Sink, ShardSink
+from splitter.text import split_text
+
+READ_BUFFER_BYTES = 4 * 1024**2
+
+
+@contextmanager
+def _open_source(source: str | Path | BinaryIO, client: Any) -> Iterator[tuple[BinaryIO, str, int]]:
+    if isinstance(source, str | Path):
+        name = str(source)
+        params = {"client": client} if client is not None and name.startswith("s3://") else {}
+        with smart_open.open(name, "rb", compression="disable", transport_params=params) as handle:
+            size = _size_of(handle, name)
+            yield handle, name, size
+    else:
+        yield source, getattr(source, "name", "<stream>"), _size_of(source, "")
+
+
+def _size_of(handle: Any, name: str) -> int:
+    if name and not name.startswith("s3://"):
+        return Path(name).stat().st_size
+    for attr in ("content_length", "_content_length"):
+        if isinstance(getattr(handle, attr, None), int):
+            return int(getattr(handle, attr))
+    try:
+        here = handle.tell()
+        end = handle.seek(0, 2)
+        handle.seek(here)
+        return int(end)
+    except (OSError, AttributeError):
+        return -1
+
+
+def shard_name(stem: str, index: int, suffix: str) -> str:
+    return f"{stem}.{index:05d}{suffix}"
+
+
+def sink_for(dest: str | Path, source_name: str, fmt: FileFormat, client: Any = None) -> ShardSink:
+    """Shards named `<stem>.<index>.<suffix>` under a local folder or an s3://bucket/prefix."""
+    base = source_name.rstrip("/").rsplit("/", 1)[-1]
+    stem = base[: len(base) - len(fmt.suffix)] if fmt.suffix and base.lower().endswith(fmt.suffix) else base
+    dest = str(dest)
+    if dest.startswith("s3://"):
+        bucket, _, prefix = dest[5:].partition("/")
+        prefix = prefix.rstrip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        return S3Sink(bucket, lambda i: "/".join(p for p in (prefix, shard_name(stem, i, fmt.suffix)) if p), client)
+    return LocalSink(Path(dest), lambda i: shard_name(stem, i, fmt.suffix))
+
+
+def split(source: str | Path | BinaryIO, dest: str | Path | ShardSink, max_shard_bytes: int, *,
+          fmt: str | None = None, client: Any = None, name: str | None = None) -> Manifest:
+    """Split `source` into shards of at most `max_shard_bytes` (cut between records only) at `dest`.
+
+    `dest` is a local folder, an s3:// prefix or a ShardSink. Unsplittable files (binary, gzip Parquet) are
+    not copied: the manifest says so and lists no shards. Raises CorruptInputError naming the file.
+    """
+    if max_shard_bytes < 1:
+        raise ValueError("max_shard_bytes must be positive")
+    with _open_source(source, client) as (stream, source_name, size):
+        source_name = name or source_name
+        head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+        file_format = detect_format(source_name, head, fmt)
+        manifest = Manifest(source=source_name, bytes=size, format=file_format.kind,
+                            compression=file_format.compression, max_shard_bytes=max_shard_bytes,
+                            split=file_format.splittable)
+        if not file_format.splittable:
+            manifest.warnings.append(f"{file_format.kind} files are not split; passed through whole")
+            return manifest
+        sink = dest if not isinstance(dest, str | Path) else sink_for(dest, source_name, file_format, client)
+        written: list[ShardInfo] = manifest.shards
+        try:
+            _split_stream(stream, sink, manifest, file_format)
+        except BaseException:
+            for shard in written:
+                sink.remove(shard.name)
+            raise
+        return manifest
+
+
+def _split_stream(stream: BinaryIO, sink: ShardSink, manifest: Manifest, fmt: FileFormat) -> None:
+    if fmt.kind == "parquet":
+        split_parquet(stream, sink, manifest)
+        return
+    gzipped = fmt.compression == "gzip"
+    reader: Any = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream
+    try:
+        split_text(reader, sink, manifest, quoted=fmt.quoted, has_header=fmt.has_header, gzipped=gzipped)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise CorruptInputError(f"{manifest.source}: corrupt gzip data: {exc}") from exc
+    except OSError as exc:
+        raise SplitError(f"{manifest.source}: could not read: {exc}") from exc
