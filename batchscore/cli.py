@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batchscore.config import load_deployment
 from batchscore.exceptions import BatchscoreError, ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -73,11 +72,12 @@ def _size(text: str) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import json
 
-    from batchscore.aws import AwsTarget
     from splitter import CorruptInputError, SplitError, split
 
     client = None
     if args.source.startswith("s3://") or args.output.startswith("s3://"):
+        from batchscore.aws import AwsTarget
+
         env_target = AwsTarget.from_env()
         client = AwsTarget(endpoint_url=args.endpoint_url or env_target.endpoint_url, region=env_target.region)\
             .client("s3")
@@ -96,6 +96,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_local_run(args: argparse.Namespace) -> int:
+    from batchscore.config import load_deployment
     from infra.local_run import LocalRun, new_job_id, run_local_job
 
     # the in-process functions log JSON for CloudWatch; on a terminal only their warnings are worth showing

@@ -37,6 +37,10 @@ POLL_WAIT_S = 2  # long-poll wait; short enough that a stopping worker notices p
 DOWNLOAD_THREADS = 4
 
 
+class _Stop(Exception):
+    """Raised by SIGTERM while the worker is idle: nothing to finish, so stop at once."""
+
+
 class Heartbeat:
     """Keeps a message invisible to other workers while this one works on it."""
 
@@ -72,6 +76,7 @@ class Worker:
         self.jobs = JobsTable(target.resource("dynamodb", session).Table(stack.jobs_table),
                               target.client("dynamodb", session))
         self.stopping = False
+        self.busy = False
         self.deployment = self._fetch_deployment()
         self.visibility_s = int(self.sqs.get_queue_attributes(
             QueueUrl=stack.work_queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
@@ -113,13 +118,22 @@ class Worker:
                 response = self.sqs.receive_message(QueueUrl=self.stack.work_queue_url, MaxNumberOfMessages=1,
                                                     WaitTimeSeconds=POLL_WAIT_S)
                 for message in response.get("Messages", []):
-                    self.handle(message)
+                    self.busy = True
+                    try:
+                        self.handle(message)
+                    finally:
+                        self.busy = False
+        except _Stop:
+            pass
         finally:
             self.scoring.stop()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        # finish the current batch, then stop (ECS scale-in gives a grace period before SIGKILL)
+        # busy: finish the current batch, then stop (ECS scale-in gives a grace period before SIGKILL);
+        # idle: stop now. A message received but not yet handled simply becomes visible again.
         self.stopping = True
+        if not self.busy:
+            raise _Stop()
 
     def handle(self, message: dict[str, Any]) -> None:
         work = WorkMessage.model_validate_json(message["Body"])

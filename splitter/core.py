@@ -9,12 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import smart_open
-
 from splitter.exceptions import CorruptInputError, SplitError
 from splitter.formats import FileFormat, detect_format
 from splitter.manifest import Manifest, ShardInfo
-from splitter.parquet import split_parquet
 from splitter.sinks import LocalSink, S3Sink, ShardSink
 from splitter.text import split_text
 
@@ -25,10 +22,15 @@ READ_BUFFER_BYTES = 4 * 1024**2
 def _open_source(source: str | Path | BinaryIO, client: Any) -> Iterator[tuple[BinaryIO, str, int]]:
     if isinstance(source, str | Path):
         name = str(source)
-        params = {"client": client} if client is not None and name.startswith("s3://") else {}
+        if not name.startswith("s3://"):
+            with open(name, "rb", buffering=READ_BUFFER_BYTES) as local:
+                yield local, name, _size_of(local, name)
+            return
+        import smart_open
+
+        params = {"client": client} if client is not None else {}
         with smart_open.open(name, "rb", compression="disable", transport_params=params) as handle:
-            size = _size_of(handle, name)
-            yield handle, name, size
+            yield handle, name, _size_of(handle, name)
     else:
         yield source, getattr(source, "name", "<stream>"), _size_of(source, "")
 
@@ -100,6 +102,8 @@ def split(source: str | Path | BinaryIO, dest: str | Path | ShardSink, max_shard
 
 def _split_stream(stream: BinaryIO, sink: ShardSink, manifest: Manifest, fmt: FileFormat) -> None:
     if fmt.kind == "parquet":
+        from splitter.parquet import split_parquet  # pyarrow is imported only when a Parquet file is split
+
         split_parquet(stream, sink, manifest)
         return
     gzipped = fmt.compression == "gzip"

@@ -4,8 +4,9 @@ record batches of a size that fits. Shards keep the source's schema (and its met
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,46 +63,59 @@ def split_parquet(stream: BinaryIO, sink: ShardSink, manifest: Manifest) -> None
         source = pq.ParquetFile(stream, pre_buffer=False, buffer_size=1024**2)
     except (pa.ArrowInvalid, OSError) as exc:
         raise CorruptInputError(f"{manifest.source}: not a valid Parquet file: {exc}") from exc
-    schema = source.schema_arrow
-    shards = plan(source.metadata, manifest.max_shard_bytes)
-    compression = _compression(source.metadata)
-    first_row = 0
-    for index, pieces in enumerate(shards):
-        handle = sink.begin(index)
-        try:
-            rows = 0
-            with pq.ParquetWriter(handle.binary(), schema, compression=compression) as writer:
-                for piece in pieces:
-                    for batch in _read_piece(source, piece, manifest.source):
-                        writer.write_batch(batch, row_group_size=MAX_BATCH_ROWS)
-                        rows += batch.num_rows
-            name, size = handle.commit()
-        except BaseException:
-            handle.abort()
-            raise
-        manifest.shards.append(ShardInfo(name=name, bytes=size, records=rows, first_row=first_row))
-        first_row += rows
-    manifest.records = first_row
-
-
-def _read_piece(source: pq.ParquetFile, piece: _Piece, name: str):  # type: ignore[no-untyped-def]
-    skipped = 0
-    remaining = piece.rows
+    sizes = [sum(p.rows for p in pieces) for pieces in plan(source.metadata, manifest.max_shard_bytes)]
+    writer = _ShardWriter(sink, manifest, source.schema_arrow, _compression(source.metadata))
     try:
-        for batch in source.iter_batches(batch_size=MAX_BATCH_ROWS, row_groups=[piece.row_group],
-                                         use_threads=False):
-            if skipped + batch.num_rows <= piece.start:
-                skipped += batch.num_rows
-                continue
-            offset = max(0, piece.start - skipped)
-            skipped += batch.num_rows
-            batch = batch.slice(offset, remaining)
-            remaining -= batch.num_rows
-            yield batch
-            if remaining <= 0:
-                return
+        for batch in _batches(source, manifest.source):
+            while batch.num_rows:
+                room = sizes[len(manifest.shards)] - writer.rows
+                writer.write(batch.slice(0, room))
+                batch = batch.slice(min(room, batch.num_rows))
+                if writer.rows == sizes[len(manifest.shards)]:
+                    writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    manifest.records = sum(s.records for s in manifest.shards)
+
+
+class _ShardWriter:
+    """One shard at a time: rows written through a ParquetWriter into the sink's handle."""
+
+    def __init__(self, sink: ShardSink, manifest: Manifest, schema: pa.Schema, compression: str) -> None:
+        self.sink, self.manifest, self.schema, self.compression = sink, manifest, schema, compression
+        self.handle: Any = None
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.first_row = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            self.handle = self.sink.begin(len(self.manifest.shards))
+            self.writer = pq.ParquetWriter(self.handle.binary(), self.schema, compression=self.compression)
+        self.writer.write_batch(batch, row_group_size=MAX_BATCH_ROWS)
+        self.rows += batch.num_rows
+
+    def commit(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
+        name, size = self.handle.commit()
+        self.manifest.shards.append(ShardInfo(name=name, bytes=size, records=self.rows, first_row=self.first_row))
+        self.first_row += self.rows
+        self.writer, self.handle, self.rows = None, None, 0
+
+    def abort(self) -> None:
+        if self.handle is not None:
+            self.handle.abort()
+        self.writer, self.handle = None, None
+
+
+def _batches(source: pq.ParquetFile, name: str) -> Iterator[pa.RecordBatch]:
+    """Every row of the file in order, one pass, a bounded number of rows at a time."""
+    try:
+        yield from source.iter_batches(batch_size=MAX_BATCH_ROWS, use_threads=True)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise CorruptInputError(f"{name}: corrupt Parquet data in row group {piece.row_group}: {exc}") from exc
+        raise CorruptInputError(f"{name}: corrupt Parquet data: {exc}") from exc
 
 
 def _compression(metadata: pq.FileMetaData) -> str:

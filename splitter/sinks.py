@@ -9,8 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-import smart_open
-
 # S3's minimum part size is 5 MiB; 8 MiB parts keep a shard writer's buffer small and the part count low.
 S3_PART_BYTES = 8 * 1024**2
 # gzip level 1: shards are transient work files; speed matters more than the last percent of size.
@@ -106,6 +104,8 @@ class S3Sink:
         self.bucket, self.key_for, self.client = bucket, key_for, client
 
     def begin(self, index: int, gzipped: bool = False) -> _Handle:
+        import smart_open
+
         key = self.key_for(index)
         writer: Any = smart_open.open(f"s3://{self.bucket}/{key}", "wb", compression="disable",
                                  transport_params={"client": self.client, "min_part_size": S3_PART_BYTES})

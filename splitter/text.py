@@ -22,17 +22,18 @@ NEWLINE, QUOTE = 10, 34
 
 
 def record_ends(chunk: bytes, parity: int, quoted: bool) -> tuple[np.ndarray, int]:
-    """End offsets (exclusive) of the records that end in `chunk`, and the quote parity after it."""
+    """End offsets (exclusive) of the records that end in `chunk`, and the quote parity after it.
+
+    A newline ends a record when the quotes before it (since the record began) are even in number.
+    """
     arr = np.frombuffer(chunk, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == NEWLINE)
     if not quoted or chunk.find(b'"') < 0:
-        if parity:
-            return np.empty(0, dtype=np.int64), parity
-        return np.flatnonzero(arr == NEWLINE) + 1, parity
-    inside = np.bitwise_xor.accumulate((arr == QUOTE).view(np.uint8))
-    if parity:
-        inside ^= 1
-    ends = np.flatnonzero((arr == NEWLINE) & (inside == 0)) + 1
-    return ends, int(inside[-1])
+        return (np.empty(0, dtype=np.int64) if parity else newlines + 1), parity
+    quotes = np.flatnonzero(arr == QUOTE)
+    before = np.searchsorted(quotes, newlines)
+    ends = newlines[((before + parity) & 1) == 0] + 1
+    return ends, (len(quotes) + parity) & 1
 
 
 class _TextSplit:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "tabular"
 BASE = {"name": "churn", "code_configuration": {"code": ".", "scoring_script": "score.py"}}
 
 
-def test_example_deployments_are_valid() -> None:
+def test_example_deployments_are_valid(tmp_path: Path) -> None:
+    # the example's model folder is made by `make demo`; a stand-in is enough to check the files
+    shutil.copytree(EXAMPLES / "code", tmp_path / "code")
+    (tmp_path / "model").mkdir()
     for name in ("deployment-paths.yaml", "deployment-dataframe.yaml"):
-        deployment = load_deployment(EXAMPLES / name) if (EXAMPLES / "model").exists() else None
-        if deployment is None:
-            pytest.skip("example model not trained (make demo trains it)")
-        assert deployment.code_configuration.code.is_absolute()
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+        deployment = load_deployment(tmp_path / name)
+        assert deployment.code_configuration.code == tmp_path / "code"
 
 
 def test_sizes_accept_units() -> None:
