@@ -15,15 +15,13 @@ from splitter.manifest import Manifest, ShardInfo
 from splitter.sinks import LocalSink, S3Sink, ShardSink
 from splitter.text import split_text
 
-READ_BUFFER_BYTES = 4 * 1024**2
-
 
 @contextmanager
 def _open_source(source: str | Path | BinaryIO, client: Any) -> Iterator[tuple[BinaryIO, str, int]]:
     if isinstance(source, str | Path):
         name = str(source)
         if not name.startswith("s3://"):
-            with open(name, "rb", buffering=READ_BUFFER_BYTES) as local:
+            with open(name, "rb", buffering=0) as local:  # chunks are read straight into our buffer
                 yield local, name, _size_of(local, name)
             return
         import smart_open

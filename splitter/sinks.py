@@ -33,7 +33,7 @@ class _Counting(io.RawIOBase):
 
 
 class ShardHandle(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
     def commit(self) -> tuple[str, int]: ...
     def abort(self) -> None: ...
 
@@ -48,7 +48,7 @@ class _Handle:
             if gzipped else self.counter
         self._on_commit, self._on_abort = on_commit, on_abort
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.writer.write(data)
 
     def binary(self) -> BinaryIO:

@@ -21,16 +21,26 @@ PENDING_CAP_BYTES = 8 * 1024**2
 NEWLINE, QUOTE = 10, 34
 
 
-def record_ends(chunk: bytes, parity: int, quoted: bool) -> tuple[np.ndarray, int]:
-    """End offsets (exclusive) of the records that end in `chunk`, and the quote parity after it.
+class _Scratch:
+    """Reused per split: fresh multi-megabyte arrays per chunk would cost a page fault per 4 KiB."""
+
+    def __init__(self, size: int) -> None:
+        self.mask = np.empty(size, dtype=bool)
+
+
+def record_ends(arr: np.ndarray, parity: int, quoted: bool, scratch: _Scratch | None = None) -> tuple[np.ndarray, int]:
+    """End offsets (exclusive) of the records that end in `arr` (the chunk's bytes), and the quote parity after.
 
     A newline ends a record when the quotes before it (since the record began) are even in number.
     """
-    arr = np.frombuffer(chunk, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == NEWLINE)
-    if not quoted or chunk.find(b'"') < 0:
+    mask = (scratch or _Scratch(len(arr))).mask[: len(arr)]
+    np.equal(arr, NEWLINE, out=mask)
+    newlines = np.flatnonzero(mask)
+    if quoted:
+        np.equal(arr, QUOTE, out=mask)
+        quotes = np.flatnonzero(mask) if mask.any() else None
+    if not quoted or quotes is None:
         return (np.empty(0, dtype=np.int64) if parity else newlines + 1), parity
-    quotes = np.flatnonzero(arr == QUOTE)
     before = np.searchsorted(quotes, newlines)
     ends = newlines[((before + parity) & 1) == 0] + 1
     return ends, (len(quotes) + parity) & 1
@@ -50,7 +60,10 @@ class _TextSplit:
         self.shard_oversized = False
         self.records = 0  # records committed to shards so far: the next shard's first row
         self.offset = 0  # bytes of input consumed before `pending`
-        self.pending = b""
+        self.pending = 0  # bytes of an unfinished record, at the start of self.buf
+        self.buf = bytearray(PENDING_CAP_BYTES + READ_CHUNK_BYTES)
+        self.arr = np.frombuffer(self.buf, dtype=np.uint8)
+        self.scratch = _Scratch(READ_CHUNK_BYTES)
         self.parity = 0
         self.streaming = False  # writing a long record straight into its own shard
         self.long_record_at = 0
@@ -85,7 +98,7 @@ class _TextSplit:
             self.shard = None
 
     # records
-    def _emit(self, data: bytes, ends: np.ndarray) -> None:
+    def _emit(self, data: memoryview, ends: np.ndarray) -> None:
         """Write the complete records data[:ends[-1]] into shards, cutting only at record ends."""
         cursor, i = 0, 0
         while i < len(ends):
@@ -106,21 +119,27 @@ class _TextSplit:
                 self._close()
                 cursor, i = int(ends[i]), i + 1
 
-    def _take_header(self, data: bytes, ends: np.ndarray) -> tuple[bytes, np.ndarray]:
-        self.header = data[:ends[0]]
+    def _take_header(self, data: memoryview, ends: np.ndarray) -> tuple[memoryview, np.ndarray]:
+        self.header = bytes(data[:ends[0]])
         self.manifest.header_bytes = len(self.header)
         self.budget = max(1, self.limit - len(self.header))
         return data[ends[0]:], ends[1:] - ends[0]
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, new: int) -> None:
+        """Process `new` bytes just read into the buffer after the `self.pending` bytes already there."""
+        view = memoryview(self.buf)
+        start = self.pending
         if self.streaming:
-            chunk = self._continue_long_record(chunk)
-            if not chunk:
+            used = self._continue_long_record(view[:new], self.arr[:new])
+            if used == new:
                 return
-        ends, self.parity = record_ends(chunk, self.parity, self.quoted)
-        data = self.pending + chunk if self.pending else chunk
-        if self.pending:
-            ends = ends + len(self.pending)
+            # what follows the long record moves to the front of the buffer; it is at most one chunk
+            self.buf[: new - used] = bytes(view[used:new])
+            new, start = new - used, 0
+        ends, self.parity = record_ends(self.arr[start:start + new], self.parity, self.quoted, self.scratch)
+        if start:
+            ends += start
+        data = view[: start + new]
         if self.has_header and not self.header and len(ends):
             self.offset += int(ends[0])
             data, ends = self._take_header(data, ends)
@@ -128,32 +147,39 @@ class _TextSplit:
             self._emit(data, ends)
             self.offset += int(ends[-1])
             data = data[int(ends[-1]):]
-        self.pending = data
-        if self.has_header and not self.header and len(self.pending) > PENDING_CAP_BYTES:
+        self.pending = len(data)
+        if self.pending:
+            self.buf[: self.pending] = bytes(data)  # usually a partial record: small
+        if self.has_header and not self.header and self.pending > PENDING_CAP_BYTES:
             raise CorruptInputError(f"{self.manifest.source}: no end of the header line in the first "
                                     f"{PENDING_CAP_BYTES} bytes (an unterminated quote, or not a text file?)")
-        if len(self.pending) > min(self.budget, PENDING_CAP_BYTES) and (self.header or not self.has_header):
+        if self.pending > min(self.budget, PENDING_CAP_BYTES) and (self.header or not self.has_header):
             self._start_long_record()
+
+    def read_into_buffer(self) -> int:
+        """Read the next chunk after the pending bytes; returns how many bytes arrived."""
+        view = memoryview(self.buf)
+        return self.stream.readinto(view[self.pending:self.pending + READ_CHUNK_BYTES])  # type: ignore[attr-defined]
 
     def _start_long_record(self) -> None:
         self._close()
-        self._open().write(self.pending)
+        self._open().write(memoryview(self.buf)[: self.pending])
         self.long_record_at = self.offset
-        self.shard_bytes = len(self.pending)
-        self.offset += len(self.pending)
-        self.pending = b""
+        self.shard_bytes = self.pending
+        self.offset += self.pending
+        self.pending = 0
         self.streaming = True
 
-    def _continue_long_record(self, chunk: bytes) -> bytes:
-        """Copy the long record's bytes; once it ends, return what follows it for normal processing."""
-        ends, parity = record_ends(chunk, self.parity, self.quoted)
+    def _continue_long_record(self, chunk: memoryview, arr: np.ndarray) -> int:
+        """Copy the long record's bytes; returns how many bytes of `chunk` it took (all, until it ends)."""
+        ends, parity = record_ends(arr, self.parity, self.quoted, self.scratch)
         assert self.shard is not None
         if not len(ends):
             self.shard.write(chunk)
             self.shard_bytes += len(chunk)
             self.offset += len(chunk)
             self.parity = parity
-            return b""
+            return len(chunk)
         end = int(ends[0])
         self.shard.write(chunk[:end])
         self.shard_bytes += end
@@ -164,7 +190,7 @@ class _TextSplit:
         self.parity = 0
         if self.shard_bytes >= self.budget:
             self._close()
-        return chunk[end:]
+        return end
 
     def finish(self) -> None:
         if self.parity:
@@ -176,13 +202,14 @@ class _TextSplit:
             self.shard_records, self.shard_oversized = 1, self.shard_bytes > self.budget
             self.streaming = False
         elif self.pending:
+            rest = bytes(self.buf[: self.pending])
             if self.has_header and not self.header:
-                self.header, self.pending = self.pending, b""  # header-only file without a final newline
+                self.header = rest  # header-only file without a final newline
                 self.manifest.header_bytes = len(self.header)
             else:
-                self._emit(self.pending, np.array([len(self.pending)], dtype=np.int64))
-                self.offset += len(self.pending)
-                self.pending = b""
+                self._emit(memoryview(rest), np.array([len(rest)], dtype=np.int64))
+                self.offset += len(rest)
+            self.pending = 0
         if self.header and not self.manifest.shards and self.shard is None:
             self._open()  # header-only: one shard with the header, so the schema survives
         self._close()
@@ -193,8 +220,8 @@ def split_text(stream: BinaryIO, sink: ShardSink, manifest: Manifest, *, quoted:
                gzipped: bool) -> None:
     job = _TextSplit(stream, sink, manifest, quoted, has_header, gzipped)
     try:
-        while chunk := stream.read(READ_CHUNK_BYTES):
-            job.feed(chunk)
+        while new := job.read_into_buffer():
+            job.feed(new)
         job.finish()
     except BaseException:
         job.abort()
