@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-url", help="use this AWS endpoint instead of the embedded emulator "
                      "(default: $AWS_ENDPOINT_URL, else an embedded moto server on a free port)")
     run.add_argument("--worker-log", type=Path, help="append the worker processes' logs to this file")
+    run.add_argument("--worker-stop-grace", type=float, metavar="SECONDS", default=None,
+                     help="after SIGTERM a worker may finish its batch for this long before handing it back "
+                          "(default 25, under ECS's 30 s stopTimeout)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
     run.set_defaults(func=cmd_local_run)
 
@@ -107,7 +110,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     if "/" in job_id or job_id.startswith(("_", ".")):
         raise ConfigError(f"--job-id {job_id!r}: must not contain '/' or start with '_' or '.'")
     run = LocalRun(input_dir=args.input_dir, deployment=deployment, output_dir=args.output, job_id=job_id,
-                   endpoint_url=args.endpoint_url, worker_log=args.worker_log)
+                   endpoint_url=args.endpoint_url, worker_log=args.worker_log, stop_grace_s=args.worker_stop_grace)
     started = time.monotonic()
     with _progress(enabled=not args.quiet and sys.stderr.isatty(), payload=deployment.settings.payload) as show:
         summary = run_local_job(run, on_progress=show)

@@ -53,6 +53,8 @@ class Settings(_Frozen):
     retry_settings: RetrySettings = RetrySettings()
     logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    # a batch whose scoring process hits the memory cap is retried a level finer (mini_batch -> file -> row)
+    memory_fallback: bool = True
 
     @field_validator("logging_level", mode="before")
     @classmethod

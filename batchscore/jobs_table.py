@@ -15,7 +15,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from batchscore.records import BatchRecord, BatchResult, JobRecord, LedgerEntry
+from batchscore.records import BatchRecord, BatchResult, FinalizeMessage, JobRecord, LedgerEntry
 
 JOB_SK = "job"
 FILE_PREFIX = "file#"
@@ -127,6 +127,20 @@ class JobsTable:
                                    ConsistentRead=True).get("Item")
         return None if item is None else self._batch_from_item(item)
 
+    def record_attempt(self, job_id: str, batch_id: str, error: str) -> None:
+        """A delivery of the batch ended without completing it; kept for the dead-letter handler's reason."""
+        try:
+            self.table.update_item(
+                Key={"pk": _pk(job_id), "sk": BATCH_PREFIX + batch_id},
+                UpdateExpression="ADD attempts :one SET last_error = :error",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":one": 1, ":error": error[:2000], ":pending": "pending"},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
     def batches(self, job_id: str) -> list[BatchRecord]:
         records = [self._batch_from_item(item) for item in self._query(job_id, BATCH_PREFIX)]
         return sorted(records, key=lambda b: b.index)
@@ -193,6 +207,22 @@ class JobsTable:
     def _batch_from_item(item: dict[str, Any]) -> BatchRecord:
         data = json.loads(item["data"])
         data["status"] = item["status"]
+        data["attempts"] = int(item.get("attempts", 0))
+        data["last_error"] = item.get("last_error")
         if "result" in item:
             data["result"] = json.loads(item["result"])
         return BatchRecord.model_validate(data)
+
+
+def finish_batch(jobs: JobsTable, sqs: Any, finalize_queue_url: str, job_id: str, batch_id: str,
+                 result: BatchResult) -> bool:
+    """Count the batch once; the update that completes the job's last batch triggers finalize.
+
+    Returns False when the batch had been counted already (a redelivered or duplicated message).
+    """
+    updated = jobs.complete_batch(job_id, batch_id, result)
+    if updated is None:
+        return False
+    if updated.status == "running" and updated.done_batches >= updated.total_batches:
+        sqs.send_message(QueueUrl=finalize_queue_url, MessageBody=FinalizeMessage(job_id=job_id).model_dump_json())
+    return True

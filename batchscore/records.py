@@ -34,9 +34,15 @@ class LedgerEntry(_Record):
 
 
 class Failure(_Record):
+    """Items that failed: `items` rows from `row` of `source` (dataframe payload), or files (paths payload).
+
+    `row` is None when the rows are unknown (a file that could not be read counts as one item).
+    """
+
     source: str
     reason: str
     items: int = 1
+    row: int | None = None
     batch_id: str | None = None
 
 
@@ -51,6 +57,7 @@ class BatchResult(_Record):
     finished_at: float = 0.0
     seconds: dict[str, float] = Field(default_factory=dict)
     peak_rss_mib: float = 0.0
+    levels_tried: list[str] = Field(default_factory=list)  # levels whose scoring process hit the memory cap
 
 
 class BatchRecord(_Record):
@@ -61,6 +68,8 @@ class BatchRecord(_Record):
     bytes: int
     status: Literal["pending", "done"] = "pending"
     result: BatchResult | None = None
+    attempts: int = 0  # deliveries that ended without completing the batch (crash, kill, hand-back)
+    last_error: str | None = None
 
 
 JobStatus = Literal["dispatching", "running", "failing", "finalizing", "succeeded", "failed"]

@@ -16,6 +16,7 @@ class StackResources:
     ingest_queue_url: str
     dispatch_queue_url: str
     work_queue_url: str
+    work_dead_letter_queue_url: str
     finalize_queue_url: str
     jobs_table: str
 
@@ -27,6 +28,7 @@ class StackResources:
         "IngestQueueUrl": "ingest_queue_url",
         "DispatchQueueUrl": "dispatch_queue_url",
         "WorkQueueUrl": "work_queue_url",
+        "WorkDeadLetterQueueUrl": "work_dead_letter_queue_url",
         "FinalizeQueueUrl": "finalize_queue_url",
         "JobsTableName": "jobs_table",
     }

@@ -23,5 +23,9 @@ class ScoringProcessDied(WorkerError):
         self.memory_killed = memory_killed
 
 
+class HandedBack(WorkerError):
+    """The worker is stopping and its grace period ran out: the batch goes back to the queue, unwritten."""
+
+
 class RunTimeout(Exception):
     """A run() call took longer than retry_settings.timeout. Raised inside the scoring process only."""

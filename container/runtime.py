@@ -67,6 +67,7 @@ class ScoringFailure:
     source: str
     reason: str
     items: int
+    row: int | None = None  # first row of the failed rows, when they are known
 
 
 @dataclass
@@ -79,10 +80,11 @@ class ScoringResult:
     run_seconds: float = 0.0
     read_seconds: float = 0.0
 
-    def fail(self, source: str, items: int, exc: BaseException, user_traceback: str) -> None:
+    def fail(self, source: str, items: int, exc: BaseException, user_traceback: str, row: int | None = None) -> None:
         self.failed_items += items
-        self.failures.append(ScoringFailure(source=source, reason=one_line(exc), items=items))
-        self.tracebacks.append(f"--- {source} ({items} item(s))\n{user_traceback}")
+        self.failures.append(ScoringFailure(source=source, reason=one_line(exc), items=items, row=row))
+        where = f"{source}" + (f" rows {row}-{row + items - 1}" if row is not None else "")
+        self.tracebacks.append(f"--- {where} ({items} item(s))\n{user_traceback}")
 
 
 def one_line(exc: BaseException) -> str:
@@ -198,7 +200,7 @@ class Scorer:
                 predictions = self._call(task, data, len(data), result)
             except Exception as exc:
                 for f, df in group:
-                    result.fail(f.source, len(df), exc, user_traceback(exc, self.spec.code_dir))
+                    result.fail(f.source, len(df), exc, user_traceback(exc, self.spec.code_dir), row=f.first_row)
                 continue
             frames.append(join(meta, predictions))
             result.succeeded_items += len(data)
@@ -214,8 +216,8 @@ class Scorer:
                 try:
                     predictions = self._call(task, chunk, len(chunk), result)
                 except Exception as exc:
-                    result.fail(f"{f.source} row {meta['row'].iloc[0]}", len(chunk), exc,
-                                user_traceback(exc, self.spec.code_dir))
+                    result.fail(f.source, len(chunk), exc, user_traceback(exc, self.spec.code_dir),
+                                row=int(meta["row"].iloc[0]))
                     continue
                 frames.append(join(meta, predictions))
                 result.succeeded_items += len(chunk)
@@ -277,8 +279,20 @@ def write_part(frames: list[pd.DataFrame], path: Path) -> int:
     return table.num_rows
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the supervisor dies, so a kill -9 of it leaves no orphan scoring."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor's own cleanup is all there is
+
+
 def serve(conn: Any, spec: ScriptSpec) -> None:
     """Entry point of the scoring process: init() once, then one Task per message until told to stop."""
+    _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         module = load_script(spec)

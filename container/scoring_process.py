@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
 
-from container.exceptions import ScoringProcessDied, ScriptInitError
+from container.exceptions import HandedBack, ScoringProcessDied, ScriptInitError
 from container.runtime import ScoringResult, ScriptSpec, Task, serve
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class ScoringProcess:
             message, user_tb = payload
             raise ScriptInitError(f"init() of the scoring script failed: {message}", user_tb)
 
-    def score(self, task: Task) -> ScoringResult:
+    def score(self, task: Task, should_abort: Callable[[], bool] = lambda: False) -> ScoringResult:
+        """Score one task. Raises ScoringProcessDied (crash, memory cap) or HandedBack (should_abort())."""
         if not self.alive:
             self.start()
         assert self.conn is not None
@@ -58,15 +60,19 @@ class ScoringProcess:
         if task.level == "row":
             calls = max(calls, 1000)
         budget = task.timeout_s * (task.max_retries + 1) * calls + HARD_TIMEOUT_GRACE_S
-        kind, payload = self._wait(budget, f"batch {task.batch_id}")
+        kind, payload = self._wait(budget, f"batch {task.batch_id}", should_abort)
         if kind == "error":
             raise ScoringProcessDied(f"scoring failed: {payload[0]}")
         return payload
 
-    def _wait(self, timeout_s: float, what: str) -> tuple[str, Any]:
+    def _wait(self, timeout_s: float, what: str,
+              should_abort: Callable[[], bool] = lambda: False) -> tuple[str, Any]:
         assert self.conn is not None and self.process is not None
         deadline = time.monotonic() + timeout_s
         while True:
+            if should_abort():
+                self.kill()
+                raise HandedBack(f"stopped during {what}: the worker's stop grace period ran out")
             if self.conn.poll(POLL_INTERVAL_S):
                 try:
                     return self.conn.recv()

@@ -24,17 +24,32 @@ from typing import Any
 from batchscore import keys
 from batchscore.aws import AwsTarget
 from batchscore.config import Deployment, Settings
-from batchscore.jobs_table import JobsTable
+from batchscore.jobs_table import JobsTable, finish_batch
 from batchscore.records import BatchRecord, BatchResult, Failure, FinalizeMessage, JobRecord, WorkMessage
 from batchscore.stack import StackResources
 from container.exceptions import ScoringProcessDied, ScriptInitError
 from container.runtime import ScoringResult, ScriptSpec, Task, TaskFile
 from container.scoring_process import ScoringProcess
+from splitter import count_records
 
 logger = logging.getLogger("batchscore.worker")
 
 POLL_WAIT_S = 2  # long-poll wait; short enough that a stopping worker notices promptly
 DOWNLOAD_THREADS = 4
+# ECS waits 30 s (the task's default stopTimeout) between SIGTERM and SIGKILL; hand back before that.
+DEFAULT_STOP_GRACE_S = 25.0
+FINER = {"mini_batch": "file", "file": "row"}
+
+
+def fallback_levels(settings: Settings) -> list[str]:
+    """The configured level, then (with memory_fallback) each finer level the payload allows."""
+    levels: list[str] = [settings.level]
+    while settings.memory_fallback and levels[-1] in FINER:
+        finer = FINER[levels[-1]]
+        if finer == "row" and settings.payload != "dataframe":
+            break
+        levels.append(finer)
+    return levels
 
 
 class _Stop(Exception):
@@ -68,7 +83,8 @@ class Heartbeat:
 
 
 class Worker:
-    def __init__(self, stack: StackResources, target: AwsTarget, worker_id: str, workdir: Path) -> None:
+    def __init__(self, stack: StackResources, target: AwsTarget, worker_id: str, workdir: Path,
+                 stop_grace_s: float = DEFAULT_STOP_GRACE_S) -> None:
         self.stack, self.worker_id, self.workdir = stack, worker_id, workdir
         session = target.session()
         self.s3 = target.client("s3", session)
@@ -77,6 +93,8 @@ class Worker:
                               target.client("dynamodb", session))
         self.stopping = False
         self.busy = False
+        self.stop_grace_s = stop_grace_s
+        self.stop_deadline = float("inf")
         self.deployment = self._fetch_deployment()
         self.visibility_s = int(self.sqs.get_queue_attributes(
             QueueUrl=stack.work_queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
@@ -129,9 +147,10 @@ class Worker:
             self.scoring.stop()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        # busy: finish the current batch, then stop (ECS scale-in gives a grace period before SIGKILL);
-        # idle: stop now. A message received but not yet handled simply becomes visible again.
+        # busy: finish the current batch within the grace period (ECS sends SIGKILL after its stopTimeout),
+        # else hand it back unwritten; idle: stop now (a message received but not handled becomes visible again).
         self.stopping = True
+        self.stop_deadline = time.monotonic() + self.stop_grace_s
         if not self.busy:
             raise _Stop()
 
@@ -141,19 +160,22 @@ class Worker:
         job = self.jobs.get_job(work.job_id)
         batch = self.jobs.get_batch(work.job_id, work.batch_id)
         if job is None or batch is None or batch.status == "done" or job.status != "running":
+            self._delete(receipt)  # counted already, or its job failed: nothing to do
+            return
+        try:
+            with Heartbeat(self.sqs, self.stack.work_queue_url, receipt, self.visibility_s):
+                result = self.process(job, batch)
+        except ScriptInitError as exc:
+            self._fail_job(job, exc)
             self._delete(receipt)
             return
-        with Heartbeat(self.sqs, self.stack.work_queue_url, receipt, self.visibility_s):
-            try:
-                result = self.process(job, batch)
-            except ScriptInitError as exc:
-                self._fail_job(job, exc)
-                self._delete(receipt)
-                return
-        updated = self.jobs.complete_batch(job.job_id, batch.batch_id, result)
-        if updated is not None and updated.status == "running" and updated.done_batches >= updated.total_batches:
-            self.sqs.send_message(QueueUrl=self.stack.finalize_queue_url,
-                                  MessageBody=FinalizeMessage(job_id=job.job_id).model_dump_json())
+        except Exception as exc:  # crash, kill or hand-back: the batch goes back to the queue, counted nowhere
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning("batch %s/%s not completed, handed back: %s", job.job_id, batch.batch_id, reason)
+            self.jobs.record_attempt(job.job_id, batch.batch_id, reason)
+            self._release(receipt)
+            return
+        finish_batch(self.jobs, self.sqs, self.stack.finalize_queue_url, job.job_id, batch.batch_id, result)
         self._delete(receipt)
 
     def process(self, job: JobRecord, batch: BatchRecord) -> BatchResult:
@@ -164,30 +186,45 @@ class Worker:
             t0 = time.perf_counter()
             files = self._download(batch, batch_dir)
             download_s = time.perf_counter() - t0
-            task = Task(batch_id=batch.batch_id, payload=settings.payload, level=settings.level, files=files,
-                        out_path=str(batch_dir / "part.parquet"), keep_columns=tuple(settings.keep_columns),
-                        row_batch_size=settings.row_batch_size, max_retries=settings.retry_settings.max_retries,
-                        timeout_s=settings.retry_settings.timeout)
             t0 = time.perf_counter()
-            try:
-                scored = self.scoring.score(task)
-            except ScoringProcessDied as exc:
-                scored = self._all_failed(batch, settings, str(exc))
+            scored, level, tried = self._score_with_fallback(batch, settings, files, batch_dir / "part.parquet")
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._upload_outputs(job.job_id, batch.batch_id, scored, Path(task.out_path))
+            self._upload_outputs(job.job_id, batch.batch_id, scored, batch_dir / "part.parquet")
             upload_s = time.perf_counter() - t0
         finally:
             shutil.rmtree(batch_dir, ignore_errors=True)
         return BatchResult(
             succeeded_items=scored.succeeded_items, failed_items=scored.failed_items,
-            output_rows=scored.output_rows, worker=self.worker_id, level=settings.level,
-            failures=[Failure(source=f.source, reason=f.reason, items=f.items, batch_id=batch.batch_id)
+            output_rows=scored.output_rows, worker=self.worker_id, level=level, levels_tried=tried,
+            failures=[Failure(source=f.source, reason=f.reason, items=f.items, row=f.row, batch_id=batch.batch_id)
                       for f in scored.failures],
             started_at=started, finished_at=time.time(), peak_rss_mib=round(self.scoring.peak_rss_mib, 1),
             seconds={"download": round(download_s, 4), "score": round(score_s, 4), "upload": round(upload_s, 4),
                      "run": round(scored.run_seconds, 4), "read": round(scored.read_seconds, 4)},
         )
+
+    def _score_with_fallback(self, batch: BatchRecord, settings: Settings, files: list[TaskFile],
+                             out_path: Path) -> tuple[ScoringResult, str, list[str]]:
+        """Score at the configured level; each time the memory cap kills the scoring process, one level finer."""
+        levels = fallback_levels(settings)
+        tried: list[str] = []
+        for level in levels:
+            task = Task(batch_id=batch.batch_id, payload=settings.payload, level=level, files=files,
+                        out_path=str(out_path), keep_columns=tuple(settings.keep_columns),
+                        row_batch_size=settings.row_batch_size, max_retries=settings.retry_settings.max_retries,
+                        timeout_s=settings.retry_settings.timeout)
+            try:
+                return self.scoring.score(task, should_abort=self._grace_expired), level, tried
+            except ScoringProcessDied as exc:
+                if not exc.memory_killed:
+                    raise
+                tried.append(level)
+                logger.warning("batch %s: %s at level %s", batch.batch_id, exc, level)
+                if level == levels[-1]:
+                    suffix = f" (also at level {', '.join(tried[:-1])})" if len(tried) > 1 else ""
+                    return self._all_failed(batch, settings, files, f"{exc}{suffix}"), level, tried
+        raise AssertionError("unreachable")
 
     def _download(self, batch: BatchRecord, batch_dir: Path) -> list[TaskFile]:
         def fetch(item: tuple[int, Any]) -> TaskFile:
@@ -202,12 +239,21 @@ class Worker:
             return list(pool.map(fetch, enumerate(batch.shards)))
 
     @staticmethod
-    def _all_failed(batch: BatchRecord, settings: Settings, reason: str) -> ScoringResult:
+    def _all_failed(batch: BatchRecord, settings: Settings, files: list[TaskFile], reason: str) -> ScoringResult:
+        """Every item of the batch failed for one reason; for the dataframe payload, items are rows, counted."""
         result = ScoringResult()
         err = RuntimeError(reason)
-        for shard in batch.shards:
-            items = (shard.records or 1) if settings.payload == "dataframe" else 1
-            result.fail(keys.relative_source(shard.source), items, err, reason)
+        for shard, local in zip(batch.shards, files, strict=True):
+            rows = shard.records
+            if settings.payload == "dataframe" and rows is None:
+                try:
+                    rows = count_records(local.path)
+                except Exception:  # unreadable: it counts as one item, as a file that cannot be read does
+                    rows = None
+            if settings.payload != "dataframe" or rows is None:
+                result.fail(local.source, 1, err, reason)
+            elif rows:
+                result.fail(local.source, rows, err, reason, row=shard.first_row)
         return result
 
     def _upload_outputs(self, job_id: str, batch_id: str, scored: ScoringResult, part: Path) -> None:
@@ -231,6 +277,17 @@ class Worker:
             self.sqs.send_message(QueueUrl=self.stack.finalize_queue_url,
                                   MessageBody=FinalizeMessage(job_id=job.job_id).model_dump_json())
 
+    def _release(self, receipt: str) -> None:
+        """Make the message visible again now; SQS counts the delivery and dead-letters it after too many."""
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.stack.work_queue_url, ReceiptHandle=receipt,
+                                               VisibilityTimeout=0)
+        except Exception:  # it comes back when its visibility timeout ends anyway
+            logger.warning("could not hand back a message of %s", self.stack.work_queue_url, exc_info=True)
+
+    def _grace_expired(self) -> bool:
+        return self.stopping and time.monotonic() > self.stop_deadline
+
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.stack.work_queue_url, ReceiptHandle=receipt)
 
@@ -240,12 +297,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker-id", default=f"worker-{os.getpid()}")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE_S, metavar="SECONDS",
+                        help="after SIGTERM, how long the current batch may run before it is handed back")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.worker_id} %(levelname)s %(message)s")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"batchscore-{args.worker_id}-"))
     try:
-        Worker(StackResources.from_env(), AwsTarget.from_env(), args.worker_id, workdir).run()
+        Worker(StackResources.from_env(), AwsTarget.from_env(), args.worker_id, workdir, args.stop_grace).run()
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -124,16 +124,26 @@ def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings
         source = keys.relative_source(key)
         if entry.error:
             failures.append({"source": source, "reason": entry.error[:MAX_REASON_CHARS], "items": 1,
-                             "batch_id": None})
+                             "row": None, "batch_id": None})
         warnings += [f"{source}: {w}" for w in entry.warnings]
     batch_seconds = 0.0
+    per_batch: list[dict[str, Any]] = []
+    fallbacks: list[dict[str, Any]] = []
     for batch in batches:
         if batch.result is None:
             continue
-        batch_seconds += batch.result.finished_at - batch.result.started_at
+        r = batch.result
+        batch_seconds += max(0.0, r.finished_at - r.started_at)
+        per_batch.append({"batch_id": batch.batch_id, "files": len(batch.shards), "bytes": batch.bytes,
+                          "worker": r.worker, "level": r.level, "succeeded_items": r.succeeded_items,
+                          "failed_items": r.failed_items, "started_at": r.started_at, "finished_at": r.finished_at,
+                          "seconds": r.seconds, "peak_rss_mib": r.peak_rss_mib, "deliveries": batch.attempts + 1})
+        if r.levels_tried:
+            fallbacks.append({"batch_id": batch.batch_id, "killed_at": r.levels_tried,
+                              "level": None if r.level in r.levels_tried else r.level})
         for failure in batch.result.failures:
             failures.append({"source": failure.source, "reason": failure.reason[:MAX_REASON_CHARS],
-                             "items": failure.items, "batch_id": batch.batch_id})
+                             "items": failure.items, "row": failure.row, "batch_id": batch.batch_id})
     over_threshold = settings.error_threshold != -1 and job.failed_items > settings.error_threshold
     failed = job.status == "failing" or job.error is not None or over_threshold
     finished = time.time()
@@ -149,6 +159,7 @@ def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings
         "error_threshold": settings.error_threshold,
         "failures": failures,
         "warnings": warnings,
+        "memory_fallbacks": fallbacks,
         "output_file": output_key.split("/", 1)[1] if output_key else None,
         "timings": {
             "created_at": job.created_at,
@@ -157,6 +168,7 @@ def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings
             "wall_s": round(finished - job.created_at, 3) if job.created_at else None,
             "batch_seconds_total": round(batch_seconds, 3),
         },
+        "batches": per_batch,
     }
     if job.error:
         summary["error"] = job.error

@@ -101,8 +101,10 @@ class QueuePoller(threading.Thread):
 class WorkerPool:
     """`size` worker processes; one that exits unexpectedly is replaced, as ECS replaces a stopped task."""
 
-    def __init__(self, size: int, target: AwsTarget, stack: StackResources, log_path: str | None = None):
+    def __init__(self, size: int, target: AwsTarget, stack: StackResources, log_path: str | None = None,
+                 stop_grace_s: float | None = None):
         self.size = size
+        self.extra_args = ["--stop-grace", str(stop_grace_s)] if stop_grace_s is not None else []
         self.env = os.environ | target.env() | stack.env() | {"PYTHONUNBUFFERED": "1"}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
@@ -118,7 +120,7 @@ class WorkerPool:
 
     def _spawn(self, worker_id: str) -> None:
         self.procs[worker_id] = subprocess.Popen(
-            [sys.executable, "-m", "container.worker", "--worker-id", worker_id],
+            [sys.executable, "-m", "container.worker", "--worker-id", worker_id, *self.extra_args],
             env=self.env, stdout=self.log, stderr=self.log)
 
     def _watch(self) -> None:
@@ -129,7 +131,7 @@ class WorkerPool:
                     self.replaced += 1
                     self._spawn(worker_id)
 
-    def stop(self, grace_s: float = 10) -> None:
+    def stop(self, grace_s: float = 30) -> None:
         self._stopping.set()
         for proc in self.procs.values():
             if proc.poll() is None:

@@ -21,7 +21,7 @@ from batchscore.config import Deployment
 from batchscore.exceptions import BatchscoreError, ConfigError
 from batchscore.records import JobRecord
 from batchscore.stack import StackResources
-from functions import dispatch, finalize, ingest
+from functions import deadletter, dispatch, finalize, ingest
 from functions.context import FunctionContext
 from infra.local import EmbeddedEmulator, QueuePoller, WorkerPool
 from infra.stack import apply_bucket_notifications, create_stack, upload_deployment
@@ -46,6 +46,10 @@ class LocalRun:
     endpoint_url: str | None = None
     stack_name: str | None = None
     worker_log: Path | None = None
+    # Locally a short visibility timeout, so a killed worker's batch comes back in seconds, not minutes;
+    # a live worker keeps its batch by heartbeats at a third of it.
+    work_visibility_s: int = 10
+    stop_grace_s: float | None = None
 
 
 def new_job_id(deployment: Deployment) -> str:
@@ -72,14 +76,16 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
             endpoint = stack.enter_context(EmbeddedEmulator()).endpoint_url
         target = AwsTarget(endpoint_url=endpoint, region=AwsTarget.from_env().region)
         stack_name = run.stack_name or f"batchscore-{uuid.uuid4().hex[:10]}"
-        resources = deploy_local_stack(target, stack_name, run.deployment)
+        resources = deploy_local_stack(target, stack_name, run.deployment, run.work_visibility_s)
         ctx = FunctionContext(resources, target)
         pool = WorkerPool(run.deployment.resources.workers, target, resources,
-                          log_path=str(run.worker_log) if run.worker_log else None).start()
+                          log_path=str(run.worker_log) if run.worker_log else None,
+                          stop_grace_s=run.stop_grace_s).start()
         stack.callback(pool.stop)
         for name, queue_url, module in (("ingest", resources.ingest_queue_url, ingest),
                                         ("dispatch", resources.dispatch_queue_url, dispatch),
-                                        ("finalize", resources.finalize_queue_url, finalize)):
+                                        ("finalize", resources.finalize_queue_url, finalize),
+                                        ("work-dlq", resources.work_dead_letter_queue_url, deadletter)):
             poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
             poller.start()
             stack.callback(poller.stop)
@@ -89,8 +95,10 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
     raise AssertionError("unreachable")
 
 
-def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment) -> StackResources:
-    parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1)}
+def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment,
+                       work_visibility_s: int = 10) -> StackResources:
+    parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1),
+                  "WorkVisibilityTimeoutSeconds": str(work_visibility_s)}
     resources = create_stack(target, stack_name, parameters)
     apply_bucket_notifications(target, stack_name)
     upload_deployment(target, resources, deployment)

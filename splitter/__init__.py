@@ -1,10 +1,10 @@
 """Streaming, bounded-memory, format-aware sharding of one file. Knows bytes and formats only."""
 
-from splitter.core import split
+from splitter.core import count_records, split
 from splitter.exceptions import CorruptInputError, SplitError
 from splitter.formats import FileFormat, detect_format
 from splitter.manifest import Manifest, ShardInfo
 from splitter.sinks import LocalSink, S3Sink
 
 __all__ = ["CorruptInputError", "FileFormat", "LocalSink", "Manifest", "S3Sink", "ShardInfo", "SplitError",
-           "detect_format", "split"]
+           "count_records", "detect_format", "split"]

@@ -90,10 +90,10 @@ def test_failures_over_the_threshold_fail_the_job_but_lose_nothing_else(tmp_path
     assert summary["status"] == "failed"
     assert summary["succeeded_items"] == 58
     assert summary["failed_items"] == 3
-    reasons = {f["source"]: f["reason"] for f in summary["failures"]}
-    assert reasons["part-000.csv row 3"] == "ValueError: cannot score x=3"
-    assert reasons["part-002.csv row 5"] == "ValueError: cannot score x=45"
-    assert "broken.parquet" in reasons["broken.parquet"]
+    reasons = {(f["source"], f["row"]): f["reason"] for f in summary["failures"]}
+    assert reasons[("part-000.csv", 3)] == "ValueError: cannot score x=3"
+    assert reasons[("part-002.csv", 5)] == "ValueError: cannot score x=45"
+    assert "broken.parquet" in reasons[("broken.parquet", None)]
     assert (tmp_path / "out" / "_FAILED").exists()
     # the rows that did score are all in the output
     out = pd.read_csv(tmp_path / "out" / "predictions.csv")

@@ -57,7 +57,7 @@ def test_row_level_failure_fails_only_that_call(scorer, tmp_path: Path) -> None:
     s = scorer((SCRIPTS / "score_double.py").read_text())
     result = s.score(task_for(tmp_path, files, level="row", row_batch_size=2))
     assert (result.succeeded_items, result.failed_items) == (4, 2)
-    assert result.failures[0].source == "part-000.csv row 4"
+    assert (result.failures[0].source, result.failures[0].row, result.failures[0].items) == ("part-000.csv", 4, 2)
     assert result.failures[0].reason == "ValueError: cannot score x=4"
     assert "score.py" in result.tracebacks[0]
 
