@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from batchscore.exceptions import BatchscoreError, ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -43,8 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker-stop-grace", type=float, metavar="SECONDS", default=None,
                      help="after SIGTERM a worker may finish its batch for this long before handing it back "
                           "(default 25, under ECS's 30 s stopTimeout)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="per-job setting, as in job.yaml (e.g. mini_batch_size=4, retry_settings.timeout=60); "
+                          "repeatable")
+    run.add_argument("--stack-name", help="create (or reuse) the local stack under this name; with "
+                     "--endpoint-url, later `batchscore status` calls can find the job")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
     run.set_defaults(func=cmd_local_run)
+
+    submit = commands.add_parser(
+        "submit", help="start a job whose files are uploaded to the inbox",
+        description="Write <job-id>/job.yaml (when --set is given) and the <job-id>/_SUCCESS marker that starts "
+                    "the job. Dispatch waits until every input under the prefix has been ingested.")
+    submit.add_argument("prefix", metavar="s3://BUCKET/JOB-ID/", help="the job's folder in the inbox bucket")
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="per-job setting (mini_batch_size, max_mini_batch_bytes, output_file_name, "
+                             "output_action, error_threshold, retry_settings.*, row_batch_size, keep_columns, "
+                             "memory_fallback); repeatable")
+    submit.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    submit.set_defaults(func=cmd_submit)
+
+    status = commands.add_parser("status", help="show a job's progress",
+                                 description="State, batches done / failed / total, items per second and the "
+                                             "failures so far of a job in a stack.")
+    status.add_argument("job_id", metavar="JOB_ID")
+    status.add_argument("--stack-name", required=True, help="the stack the job runs in")
+    status.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    status.add_argument("--watch", action="store_true", help="refresh until the job ends")
+    status.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    status.set_defaults(func=cmd_status)
 
     split = commands.add_parser(
         "split", help="split one file into record-aligned shards and print the manifest",
@@ -61,6 +90,91 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--endpoint-url", help="S3 endpoint for s3:// paths (default: $AWS_ENDPOINT_URL)")
     split.set_defaults(func=cmd_split)
     return parser
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs into a settings mapping; dotted keys nest, values are read as YAML scalars."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value) if value else ""
+    return result
+
+
+def _target(endpoint_url: str | None) -> Any:
+    from batchscore.aws import AwsTarget
+
+    env = AwsTarget.from_env()
+    return AwsTarget(endpoint_url=endpoint_url or env.endpoint_url, region=env.region)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from infra.local_run import submit_job
+
+    if not args.prefix.startswith("s3://"):
+        raise ConfigError(f"{args.prefix}: expected s3://BUCKET/JOB-ID/")
+    bucket, _, job_id = args.prefix[5:].partition("/")
+    job_id = job_id.strip("/")
+    if not bucket or not job_id or "/" in job_id:
+        raise ConfigError(f"{args.prefix}: expected s3://BUCKET/JOB-ID/ (the job's folder, one level deep)")
+    submit_job(_target(args.endpoint_url).client("s3"), bucket, job_id, parse_overrides(args.overrides))
+    print(f"submitted {job_id}: s3://{bucket}/{job_id}/_SUCCESS")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from batchscore.jobs_table import JobsTable
+    from infra.stack import stack_resources
+
+    target = _target(args.endpoint_url)
+    resources = stack_resources(target, args.stack_name)
+    if resources is None:
+        raise ConfigError(f"--stack-name {args.stack_name}: no such stack at {target.endpoint_url or 'AWS'}")
+    jobs = JobsTable.connect(resources.jobs_table, target)
+    while True:
+        job = jobs.get_job(args.job_id)
+        if job is None:
+            raise ConfigError(f"job {args.job_id}: not started in stack {args.stack_name} "
+                              "(no marker yet, or its inputs are still being ingested)")
+        report = job_status(job, jobs.batches(args.job_id))
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print_status(report)
+        if not args.watch or job.status in ("succeeded", "failed"):
+            return EXIT_OK if job.status != "failed" else EXIT_FAILED
+        time.sleep(2)
+
+
+def job_status(job: Any, batches: list[Any]) -> dict[str, Any]:
+    done = [b for b in batches if b.result is not None]
+    elapsed = (max((b.result.finished_at for b in done), default=0.0) - job.dispatched_at) if done else 0.0
+    failures = [f.model_dump() for b in done for f in b.result.failures]
+    return {"job_id": job.job_id, "status": job.status, "batches_total": job.total_batches,
+            "batches_done": job.done_batches, "batches_failed": sum(1 for b in done if b.result.failed_items),
+            "succeeded_items": job.succeeded_items, "failed_items": job.failed_items,
+            "items_per_s": round(job.succeeded_items / elapsed, 1) if elapsed > 0 else None,
+            "failures": failures, "error": job.error}
+
+
+def print_status(report: dict[str, Any]) -> None:
+    rate = f", {report['items_per_s']:,.0f} items/s" if report["items_per_s"] else ""
+    print(f"{report['job_id']}: {report['status']}; batches {report['batches_done']}/{report['batches_total']} "
+          f"done ({report['batches_failed']} with failures); {report['succeeded_items']} items scored, "
+          f"{report['failed_items']} failed{rate}")
+    for failure in report["failures"][:10]:
+        where = f" row {failure['row']}" if failure.get("row") is not None else ""
+        print(f"  failed {failure['source']}{where} ({failure['items']} item(s)): {failure['reason']}")
+    if report["error"]:
+        print(f"  error: {report['error']}")
 
 
 def _size(text: str) -> int:
@@ -109,8 +223,14 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     job_id = args.job_id or new_job_id(deployment)
     if "/" in job_id or job_id.startswith(("_", ".")):
         raise ConfigError(f"--job-id {job_id!r}: must not contain '/' or start with '_' or '.'")
+    overrides = parse_overrides(args.overrides)
+    if overrides:
+        from functions.dispatch import apply_overrides
+
+        apply_overrides(deployment, yaml.safe_dump(overrides).encode(), source="--set")  # fail early, exit 2
     run = LocalRun(input_dir=args.input_dir, deployment=deployment, output_dir=args.output, job_id=job_id,
-                   endpoint_url=args.endpoint_url, worker_log=args.worker_log, stop_grace_s=args.worker_stop_grace)
+                   endpoint_url=args.endpoint_url, worker_log=args.worker_log, stop_grace_s=args.worker_stop_grace,
+                   overrides=overrides, stack_name=args.stack_name)
     started = time.monotonic()
     with _progress(enabled=not args.quiet and sys.stderr.isatty(), payload=deployment.settings.payload) as show:
         summary = run_local_job(run, on_progress=show)

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
+import yaml
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
 
 from batchscore import keys
-from batchscore.config import Settings
+from batchscore.config import Deployment, Settings, format_validation_error
+from batchscore.exceptions import ConfigError
 from batchscore.records import BatchRecord, DispatchMessage, FinalizeMessage, JobRecord, Shard, WorkMessage
 from functions.context import FunctionContext
 
 logger = Logger(service="batchscore.functions")
+
+# Batches per worker slot when max_mini_batch_bytes is unset: enough that the largest-first order evens out.
+FAIR_SHARE_BATCHES_PER_SLOT = 4
+# Below this a batch's fixed costs (download, records, upload) outweigh what evening out would gain.
+MIN_FAIR_SHARE_BYTES = 64 * 1024
+# Settings a job may override in <job-id>/job.yaml, like Azure's per-job overrides; the rest shape the
+# deployment (payload, level, the splitter's max_shard_bytes applied at upload) and stay as deployed.
+JOB_OVERRIDABLE = frozenset({"mini_batch_size", "max_mini_batch_bytes", "output_action", "output_file_name",
+                             "error_threshold", "retry_settings", "row_batch_size",
+                             "keep_columns", "memory_fallback"})
 
 # How long a job may wait for its inputs to be ingested (split) before it fails with the list of stragglers.
 LEDGER_WAIT_TIMEOUT_S = 15 * 60
@@ -70,9 +84,14 @@ def dispatch_job(ctx: FunctionContext, message: DispatchMessage) -> None:
     if missing:
         _wait_for_ledger(ctx, message, missing)
         return
-    settings = ctx.deployment.settings
-    job = JobRecord(job_id=job_id, status="dispatching", settings=settings.model_dump(mode="json"),
+    job = JobRecord(job_id=job_id, status="dispatching", settings=ctx.deployment.settings.model_dump(mode="json"),
                     input_files=len(inputs), created_at=message.first_seen or time.time())
+    try:
+        settings = job_settings(ctx, job_id)
+    except ConfigError as exc:
+        fail_job(ctx, job, str(exc))
+        return
+    job.settings = settings.model_dump(mode="json")
     if not inputs:
         fail_job(ctx, job, f"no input files under s3://{ctx.stack.inbox_bucket}/{job_id}/")
         return
@@ -85,7 +104,9 @@ def dispatch_job(ctx: FunctionContext, message: DispatchMessage) -> None:
     batches = [
         BatchRecord(job_id=job_id, batch_id=keys.batch_id(i), index=i, shards=group,
                     bytes=sum(s.bytes for s in group))
-        for i, group in enumerate(pack(shards, settings.mini_batch_size, _max_batch_bytes(settings)))
+        for i, group in enumerate(pack(shards, settings.mini_batch_size,
+                                       batch_byte_limit(settings, sum(s.bytes for s in shards),
+                                                        ctx.deployment.resources.workers)))
     ]
     ctx.jobs.put_batches(batches)
     ctx.jobs.mark_dispatched(job_id, len(batches))
@@ -97,8 +118,46 @@ def dispatch_job(ctx: FunctionContext, message: DispatchMessage) -> None:
     logger.info("job dispatched", extra={"job_id": job_id, "batches": len(batches), "shards": len(shards)})
 
 
-def _max_batch_bytes(settings: Settings) -> int | None:
-    return int(settings.max_mini_batch_bytes) if settings.max_mini_batch_bytes else None
+def batch_byte_limit(settings: Settings, total_bytes: int, worker_slots: int) -> int:
+    """max_mini_batch_bytes when set; else a fair share of the job, so no batch holds much more than its share.
+
+    With FAIR_SHARE_BATCHES_PER_SLOT batches per worker slot, the largest batches (enqueued first) and the
+    smallest ones (last) even out across workers, whatever the files' sizes.
+    """
+    if settings.max_mini_batch_bytes:
+        return int(settings.max_mini_batch_bytes)
+    fair = math.ceil(total_bytes / (FAIR_SHARE_BATCHES_PER_SLOT * max(1, worker_slots)))
+    return max(fair, MIN_FAIR_SHARE_BYTES)
+
+
+def job_settings(ctx: FunctionContext, job_id: str) -> Settings:
+    """The deployment's settings with the job's own overrides from <job-id>/job.yaml, if there is one."""
+    key = f"{job_id}/{keys.JOB_OVERRIDES}"
+    try:
+        body = ctx.s3.get_object(Bucket=ctx.stack.inbox_bucket, Key=key)["Body"].read()
+    except ctx.s3.exceptions.NoSuchKey:
+        return ctx.deployment.settings
+    return apply_overrides(ctx.deployment, body, source=key).settings
+
+
+def apply_overrides(deployment: Deployment, body: bytes, source: str) -> Deployment:
+    try:
+        raw = yaml.safe_load(body) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if isinstance(raw, dict) and set(raw) == {"settings"}:
+        raw = raw["settings"]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: must be a mapping of settings, got {type(raw).__name__}")
+    fixed = sorted(set(raw) - JOB_OVERRIDABLE)
+    if fixed:
+        raise ConfigError(f"{source}: {', '.join(fixed)} cannot be set per job (per job: "
+                          f"{', '.join(sorted(JOB_OVERRIDABLE))})")
+    try:
+        return deployment.with_settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source).replace(f"{source}: ", f"{source}: settings: ", 1)) \
+            from None
 
 
 def enqueue(ctx: FunctionContext, batches: list[BatchRecord]) -> None:

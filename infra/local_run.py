@@ -15,6 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from batchscore import keys
 from batchscore.aws import AwsTarget
 from batchscore.config import Deployment
@@ -24,7 +26,7 @@ from batchscore.stack import StackResources
 from functions import deadletter, dispatch, finalize, ingest
 from functions.context import FunctionContext
 from infra.local import EmbeddedEmulator, QueuePoller, WorkerPool
-from infra.stack import apply_bucket_notifications, create_stack, upload_deployment
+from infra.stack import apply_bucket_notifications, create_stack, stack_resources, upload_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class LocalRun:
     # a live worker keeps its batch by heartbeats at a third of it.
     work_visibility_s: int = 10
     stop_grace_s: float | None = None
+    overrides: dict[str, Any] | None = None  # written as <job-id>/job.yaml: per-job settings
 
 
 def new_job_id(deployment: Deployment) -> str:
@@ -89,7 +92,7 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
             poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
             poller.start()
             stack.callback(poller.stop)
-        upload_inputs(ctx, run.job_id, run.input_dir, files)
+        upload_inputs(ctx, run.job_id, run.input_dir, files, run.overrides)
         wait_for_job(ctx, run.job_id, pool, on_progress)
         return download_outputs(ctx, run.job_id, run.output_dir)
     raise AssertionError("unreachable")
@@ -97,21 +100,32 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
 
 def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment,
                        work_visibility_s: int = 10) -> StackResources:
-    parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1),
-                  "WorkVisibilityTimeoutSeconds": str(work_visibility_s)}
-    resources = create_stack(target, stack_name, parameters)
-    apply_bucket_notifications(target, stack_name)
+    resources = stack_resources(target, stack_name)
+    if resources is None:
+        parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1),
+                      "WorkVisibilityTimeoutSeconds": str(work_visibility_s)}
+        resources = create_stack(target, stack_name, parameters)
+        apply_bucket_notifications(target, stack_name)
     upload_deployment(target, resources, deployment)
     return resources
 
 
-def upload_inputs(ctx: FunctionContext, job_id: str, input_dir: Path, files: list[Path]) -> None:
+def upload_inputs(ctx: FunctionContext, job_id: str, input_dir: Path, files: list[Path],
+                  overrides: dict[str, Any] | None = None) -> None:
     def put(path: Path) -> None:
         ctx.s3.upload_file(str(path), ctx.stack.inbox_bucket, f"{job_id}/{path.relative_to(input_dir).as_posix()}")
 
     with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         list(pool.map(put, files))
-    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key=f"{job_id}/{keys.START_MARKER}", Body=b"")
+    submit_job(ctx.s3, ctx.stack.inbox_bucket, job_id, overrides)
+
+
+def submit_job(s3: Any, bucket: str, job_id: str, overrides: dict[str, Any] | None = None) -> None:
+    """Start a job whose inputs are uploaded: its overrides (job.yaml) first, then the marker."""
+    if overrides:
+        s3.put_object(Bucket=bucket, Key=f"{job_id}/{keys.JOB_OVERRIDES}",
+                      Body=yaml.safe_dump(overrides, sort_keys=True).encode())
+    s3.put_object(Bucket=bucket, Key=f"{job_id}/{keys.START_MARKER}", Body=b"")
 
 
 def wait_for_job(ctx: FunctionContext, job_id: str, pool: WorkerPool,

@@ -66,6 +66,22 @@ def create_stack(target: AwsTarget, stack_name: str, parameters: dict[str, str] 
     return StackResources.from_outputs(outputs)
 
 
+def stack_resources(target: AwsTarget, stack_name: str) -> StackResources | None:
+    """The resources of an existing stack, or None when there is no stack of that name."""
+    cfn = target.client("cloudformation")
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except cfn.exceptions.ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    try:
+        return StackResources.from_outputs(outputs)
+    except KeyError as exc:
+        raise StackError(f"stack {stack_name} is not a batchscore stack: {exc}") from exc
+
+
 def apply_bucket_notifications(target: AwsTarget, stack_name: str, template_path: Path = TEMPLATE_PATH) -> None:
     """Apply the template's S3 -> SQS notifications, which the emulator's CloudFormation does not.
 

@@ -125,3 +125,30 @@ def test_configuration_errors_exit_2_naming_the_setting(tmp_path: Path) -> None:
     assert str(deployment) in result.stderr
     missing = run_cli("local", "run", tmp_path / "nope", "-d", make_deployment(tmp_path / "ok"), "-o", tmp_path / "o")
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_per_job_settings_and_status_against_a_running_emulator(tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        make_inputs(tmp_path / "in", [5, 5, 5])
+        deployment = make_deployment(tmp_path / "dep", payload="dataframe", level="file", mini_batch_size=10)
+        common = ["--endpoint-url", endpoint, "--stack-name", "keep"]
+        result = run_cli("local", "run", tmp_path / "in", "-d", deployment, "-o", tmp_path / "out", "--job-id",
+                         "j1", "--set", "mini_batch_size=1", "--set", "output_file_name=p.jsonl", *common)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+        assert summary["mini_batches"] == 3 and summary["output_file"] == "p.jsonl"
+        status = run_cli("status", "j1", *common, "--json")
+        report = json.loads(status.stdout)
+        assert (report["status"], report["batches_done"], report["succeeded_items"]) == ("succeeded", 3, 15)
+        assert run_cli("status", "nope", *common).returncode == 2
+        bad = run_cli("local", "run", tmp_path / "in", "-d", deployment, "-o", tmp_path / "o2", "--set",
+                      "level=row", *common)
+        assert bad.returncode == 2 and "level cannot be set per job" in bad.stderr
+    finally:
+        server.stop()

@@ -91,3 +91,25 @@ def test_a_job_without_inputs_fails_with_a_reason(ctx: FunctionContext) -> None:
     assert summary["status"] == "failed"
     assert summary["error"] == f"no input files under s3://{ctx.stack.inbox_bucket}/empty/"
     ctx.s3.head_object(Bucket=ctx.stack.output_bucket, Key="empty/_FAILED")
+
+
+def test_job_yaml_overrides_apply_to_that_job_only(ctx: FunctionContext) -> None:
+    for i in range(4):
+        ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key=f"o/f{i}.csv", Body=b"x\n1\n")
+    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key="o/job.yaml", Body=b"mini_batch_size: 1\n")
+    ingest.handle_event(sqs_records(*[s3_event(ctx.stack.inbox_bucket, f"o/f{i}.csv", 4) for i in range(4)]), ctx)
+    dispatch.dispatch_job(ctx, DispatchMessage(job_id="o", first_seen=time.time()))
+    job = ctx.jobs.get_job("o")
+    assert job is not None and job.total_batches == 4 and job.settings["mini_batch_size"] == 1
+    assert job.input_files == 4  # job.yaml is not an input
+
+
+def test_a_bad_job_yaml_fails_the_job_saying_why(ctx: FunctionContext) -> None:
+    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key="b/f.csv", Body=b"x\n1\n")
+    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key="b/job.yaml", Body=b"mini_batch_size: -3\n")
+    ingest.handle_event(sqs_records(s3_event(ctx.stack.inbox_bucket, "b/f.csv", 4)), ctx)
+    dispatch.dispatch_job(ctx, DispatchMessage(job_id="b", first_seen=time.time()))
+    finalize.finalize_job(ctx, "b")
+    summary = json.loads(ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key="b/_summary.json")["Body"].read())
+    assert summary["status"] == "failed"
+    assert "b/job.yaml: settings: 1 problem(s)" in summary["error"] and "mini_batch_size" in summary["error"]
