@@ -29,29 +29,37 @@ class ScoringProcess:
         self.memory_cap_mib = memory_cap_mib
         self.process: Any = None
         self.conn: Connection | None = None
+        self.ready = False  # init() has returned in the current process
         self.peak_rss_mib = 0.0
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
 
-    def start(self) -> None:
-        """Start the process and wait for init(). Raises ScriptInitError with the script's traceback."""
+    def launch(self) -> None:
+        """Start the process; its imports and init() run while the supervisor goes on (say, polling)."""
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self.process = context.Process(target=serve, args=(child, self.spec), daemon=True)
         self.process.start()
         child.close()
         self.conn = parent
+        self.ready = False
+
+    def start(self) -> None:
+        """Wait for init() of a launched process (launching it if needed). Raises ScriptInitError."""
+        if not self.alive:
+            self.launch()
         kind, payload = self._wait(INIT_TIMEOUT_S, "init()")
         if kind == "init_failed":
             self.stop()
             message, user_tb = payload
             raise ScriptInitError(f"init() of the scoring script failed: {message}", user_tb)
+        self.ready = True
 
     def score(self, task: Task, should_abort: Callable[[], bool] = lambda: False) -> ScoringResult:
         """Score one task. Raises ScoringProcessDied (crash, memory cap) or HandedBack (should_abort())."""
-        if not self.alive:
+        if not self.alive or not self.ready:
             self.start()
         assert self.conn is not None
         self.peak_rss_mib = 0.0
@@ -88,6 +96,7 @@ class ScoringProcess:
             if not self.process.is_alive():
                 code = self.process.exitcode
                 self.process = None
+                self.ready = False
                 raise ScoringProcessDied(f"the scoring process died during {what} (exit code {code})")
             if time.monotonic() > deadline:
                 self.kill()
@@ -116,6 +125,7 @@ class ScoringProcess:
             self.process.kill()
             self.process.join(5)
         self.process = None
+        self.ready = False
 
     def stop(self) -> None:
         if self.alive and self.conn is not None:

@@ -41,6 +41,14 @@ DEFAULT_STOP_GRACE_S = 25.0
 FINER = {"mini_batch": "file", "file": "row"}
 
 
+def thread_limits(deployment: Deployment) -> dict[str, str]:
+    """Native thread pools (OpenMP, BLAS) sized to this worker's share of the machine's cores, so that
+    max_concurrency_per_instance scoring processes do not each start one thread per core and fight."""
+    share = str(max(1, (os.cpu_count() or 1) // deployment.resources.max_concurrency_per_instance))
+    return {name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "NUMEXPR_NUM_THREADS")}
+
+
 def fallback_levels(settings: Settings) -> list[str]:
     """The configured level, then (with memory_fallback) each finer level the payload allows."""
     levels: list[str] = [settings.level]
@@ -126,11 +134,13 @@ class Worker:
         return ScriptSpec(code_dir=str(self.workdir / "code") + os.sep,
                           scoring_script=self.deployment.code_configuration.scoring_script,
                           model_dir=str(model_dir), output_dir=str(output_dir),
-                          environment=dict(settings.environment_variables), logging_level=settings.logging_level)
+                          environment=thread_limits(self.deployment) | dict(settings.environment_variables),
+                          logging_level=settings.logging_level)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         logger.info("worker %s polling %s", self.worker_id, self.stack.work_queue_url)
+        self.scoring.launch()  # imports and init() overlap the wait for the first batch
         try:
             while not self.stopping:
                 response = self.sqs.receive_message(QueueUrl=self.stack.work_queue_url, MaxNumberOfMessages=1,

@@ -73,6 +73,7 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
     files = list(input_files(run.input_dir))
     if not files:
         raise ConfigError(f"INPUT_DIR {run.input_dir} has no input files (names starting with . or _ are skipped)")
+    marks = {"started": time.time()}
     with ExitStack() as stack:
         endpoint = run.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
@@ -92,10 +93,27 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
             poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
             poller.start()
             stack.callback(poller.stop)
+        marks["uploading"] = time.time()
         upload_inputs(ctx, run.job_id, run.input_dir, files, run.overrides)
+        marks["submitted"] = time.time()
         wait_for_job(ctx, run.job_id, pool, on_progress)
-        return download_outputs(ctx, run.job_id, run.output_dir)
+        marks["finished"] = time.time()
+        summary = download_outputs(ctx, run.job_id, run.output_dir)
+        marks["downloaded"] = time.time()
+        summary["local"] = local_timings(marks)
+        (run.output_dir / keys.SUMMARY).write_text(json.dumps(summary, indent=2))
+        return summary
     raise AssertionError("unreachable")
+
+
+def local_timings(marks: dict[str, float]) -> dict[str, float]:
+    """Where a local run's time went; `job_s` runs from the first upload to the job's end (splitting included)."""
+    return {
+        "setup_s": round(marks["uploading"] - marks["started"], 3),  # emulator, stack, deployment, workers
+        "upload_s": round(marks["submitted"] - marks["uploading"], 3),
+        "job_s": round(marks["finished"] - marks["uploading"], 3),
+        "download_s": round(marks["downloaded"] - marks["finished"], 3),
+    }
 
 
 def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment,
