@@ -23,7 +23,7 @@ from functions.context import FunctionContext
 logger = Logger(service="batchscore.functions")
 
 # Batches per worker slot when max_mini_batch_bytes is unset: enough that the largest-first order evens out.
-FAIR_SHARE_BATCHES_PER_SLOT = 4
+FAIR_SHARE_BATCHES_PER_SLOT = 8
 # Below this a batch's fixed costs (download, records, upload) outweigh what evening out would gain.
 MIN_FAIR_SHARE_BYTES = 64 * 1024
 # Settings a job may override in <job-id>/job.yaml, like Azure's per-job overrides; the rest shape the

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,28 +26,33 @@ POLL_WAIT_S = 1
 
 
 class EmbeddedEmulator:
-    """A moto server on a free loopback port, for as long as the `with` block runs."""
+    """A moto server on a free loopback port, in a child process, for as long as the `with` block runs."""
 
     def __init__(self) -> None:
-        self.server: Any = None
+        self.process: subprocess.Popen[str] | None = None
         self.endpoint_url = ""
 
     def __enter__(self) -> EmbeddedEmulator:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        # the emulator warns about resource types it only records (queue policies); nothing to act on
-        logging.getLogger("moto").setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", module=r"moto\..*")
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.emulator_server"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self.__exit__()
+            raise RuntimeError(f"the embedded AWS emulator did not start (it said {line!r})")
+        self.endpoint_url = line
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.server is not None:
-            self.server.stop()
+        if self.process is not None:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]

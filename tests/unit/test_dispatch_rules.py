@@ -40,7 +40,7 @@ def test_bad_job_yaml_names_the_file_and_the_setting(body: bytes, message: str) 
 
 def test_fair_share_limit_without_max_mini_batch_bytes() -> None:
     settings = DEPLOYMENT.settings
-    assert batch_byte_limit(settings, 800 * 1024**2, worker_slots=2) == 100 * 1024**2
+    assert batch_byte_limit(settings, 1600 * 1024**2, worker_slots=2) == 100 * 1024**2
     assert batch_byte_limit(settings, 1000, worker_slots=2) == 64 * 1024  # never absurdly small
     explicit = DEPLOYMENT.with_settings(max_mini_batch_bytes="1MiB").settings
     assert batch_byte_limit(explicit, 800 * 1024**2, worker_slots=2) == 1024**2
