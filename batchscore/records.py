@@ -19,6 +19,11 @@ class Shard(_Record):
     bytes: int
     first_row: int = 0
     records: int | None = None
+    # A shard of uncompressed text is not copied: it is the source's first `header_bytes` bytes followed by
+    # bytes [range_start, range_end) of the source object `key`, fetched with ranged GETs.
+    range_start: int | None = None
+    range_end: int | None = None
+    header_bytes: int = 0
 
 
 class LedgerEntry(_Record):

@@ -36,6 +36,7 @@ logger = logging.getLogger("batchscore.worker")
 
 POLL_WAIT_S = 2  # long-poll wait; short enough that a stopping worker notices promptly
 DOWNLOAD_THREADS = 4
+RANGE_CHUNK_BYTES = 1024**2
 # ECS waits 30 s (the task's default stopTimeout) between SIGTERM and SIGKILL; hand back before that.
 DEFAULT_STOP_GRACE_S = 25.0
 FINER = {"mini_batch": "file", "file": "row"}
@@ -242,11 +243,30 @@ class Worker:
             # one folder per file, so that the script sees the file's own name
             path = batch_dir / f"{i:05d}" / Path(shard.key).name
             path.parent.mkdir()
-            self.s3.download_file(self.stack.inbox_bucket, shard.key, str(path))
+            if shard.range_start is None:
+                self.s3.download_file(self.stack.inbox_bucket, shard.key, str(path))
+            else:
+                self._download_range(shard, path)
             return TaskFile(path=str(path), source=keys.relative_source(shard.source), first_row=shard.first_row)
 
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
             return list(pool.map(fetch, enumerate(batch.shards)))
+
+    def _download_range(self, shard: Any, path: Path) -> None:
+        """A shard of uncompressed text: the source's header, then its byte range, as one ordinary file."""
+        with path.open("wb") as out:
+            if shard.header_bytes:
+                out.write(self._get_range(shard.key, 0, shard.header_bytes))
+            if shard.range_end > shard.range_start:
+                body = self.s3.get_object(Bucket=self.stack.inbox_bucket, Key=shard.key,
+                                          Range=f"bytes={shard.range_start}-{shard.range_end - 1}")["Body"]
+                for chunk in body.iter_chunks(RANGE_CHUNK_BYTES):
+                    out.write(chunk)
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        body = self.s3.get_object(Bucket=self.stack.inbox_bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        data: bytes = body["Body"].read()
+        return data
 
     @staticmethod
     def _all_failed(batch: BatchRecord, settings: Settings, files: list[TaskFile], reason: str) -> ScoringResult:

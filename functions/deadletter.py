@@ -43,7 +43,7 @@ def fail_dead_batch(ctx: FunctionContext, message: WorkMessage) -> None:
 
 def _rows(ctx: FunctionContext, key: str, known: int | None) -> int | None:
     """Rows of a failed file, so they count against error_threshold as rows; None if it cannot be read."""
-    if known is not None:
+    if known is not None:  # every split shard knows its rows
         return known
     try:
         return count_records(f"s3://{ctx.stack.inbox_bucket}/{key}", client=ctx.s3)

@@ -14,7 +14,7 @@ from batchscore import keys
 from batchscore.records import DispatchMessage, LedgerEntry, Shard
 from functions.context import FunctionContext
 from functions.sqs_events import s3_objects
-from splitter import CorruptInputError, S3Sink, detect_format, split
+from splitter import CorruptInputError, RangeSink, S3Sink, byte_ranges, detect_format, split
 
 logger = Logger(service="batchscore.functions")
 
@@ -37,20 +37,32 @@ def ingest_object(ctx: FunctionContext, bucket: str, key: str, size: int) -> Non
 
 
 def ledger_entry(ctx: FunctionContext, bucket: str, key: str, size: int) -> LedgerEntry:
-    """The object itself when it fits (or cannot be split); otherwise its shards, split straight from S3 to S3."""
+    """The object itself when it fits (or cannot be split); otherwise its shards.
+
+    Uncompressed text is only scanned: its shards are byte ranges of the object (plus its header), so nothing is
+    copied. Compressed text and Parquet are split into shard objects, streamed from S3 to S3.
+    """
     fmt = detect_format(key)
     limit = int(ctx.deployment.settings.max_shard_bytes)
     if size <= limit or not fmt.splittable:
         return LedgerEntry(source=key, bytes=size, format=fmt.kind, shards=[Shard(key=key, source=key, bytes=size)])
-    sink = S3Sink(bucket, lambda i: keys.shard_key(key, i, fmt.suffix), ctx.s3)
+    ranged = fmt.kind != "parquet" and fmt.compression is None
+    sink: RangeSink | S3Sink = RangeSink() if ranged else S3Sink(
+        bucket, lambda i: keys.shard_key(key, i, fmt.suffix), ctx.s3)
     try:
         manifest = split(f"s3://{bucket}/{key}", sink, limit, client=ctx.s3, name=keys.relative_source(key))
     except CorruptInputError as exc:
         logger.warning("cannot split", extra={"source": key, "reason": str(exc)})
         return LedgerEntry(source=key, bytes=size, format=fmt.kind, error=str(exc))
-    prefix = f"s3://{bucket}/"
-    shards = [Shard(key=s.name.removeprefix(prefix), source=key, bytes=s.bytes, first_row=s.first_row,
-                    records=s.records) for s in manifest.shards]
+    if ranged:
+        spans = byte_ranges(manifest.header_bytes, [s.bytes for s in manifest.shards])
+        shards = [Shard(key=key, source=key, bytes=s.bytes, first_row=s.first_row, records=s.records,
+                        range_start=start, range_end=end, header_bytes=manifest.header_bytes)
+                  for s, (start, end) in zip(manifest.shards, spans, strict=True)]
+    else:
+        prefix = f"s3://{bucket}/"
+        shards = [Shard(key=s.name.removeprefix(prefix), source=key, bytes=s.bytes, first_row=s.first_row,
+                        records=s.records) for s in manifest.shards]
     return LedgerEntry(source=key, bytes=size, format=fmt.kind, split=True, shards=shards,
                        warnings=manifest.warnings)
 

@@ -113,3 +113,34 @@ class S3Sink:
 
     def remove(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=name.removeprefix(f"s3://{self.bucket}/"))
+
+
+class _Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+class RangeSink:
+    """Writes nothing: a split into it only plans. For uncompressed text, shard i is then the source's header
+    followed by a byte range of the source (see byte_ranges), which a reader can fetch with a ranged GET."""
+
+    def begin(self, index: int, gzipped: bool = False) -> _Handle:
+        if gzipped:
+            raise ValueError("a gzip stream has no byte ranges to plan; write the shards instead")
+        return _Handle(f"range:{index}", _Discard(), lambda: None, lambda: None, False)
+
+    def remove(self, name: str) -> None:
+        pass
+
+
+def byte_ranges(header_bytes: int, shard_bytes: list[int]) -> list[tuple[int, int]]:
+    """Source byte ranges [start, end) of the shards' bodies (each shard repeats the header in front)."""
+    ranges, start = [], header_bytes
+    for size in shard_bytes:
+        end = start + size - header_bytes
+        ranges.append((start, end))
+        start = end
+    return ranges

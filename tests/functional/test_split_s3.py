@@ -64,8 +64,28 @@ def test_ingest_splits_an_oversize_upload_into_the_ledger(ctx: FunctionContext) 
     ledger = ctx.jobs.ledger("j")
     entry = ledger["j/big.csv"]
     assert entry.split and len(entry.shards) == 6
-    assert all(s.key.startswith("j/_shards/big.csv/big.") and s.bytes <= 4096 for s in entry.shards)
+    # uncompressed text is not copied: each shard is the header plus a byte range of the object
+    assert all(s.key == "j/big.csv" and s.bytes <= 4096 and s.header_bytes == 2 for s in entry.shards)
     assert [s.first_row for s in entry.shards][:2] == [0, entry.shards[0].records]
     assert sum(s.records or 0 for s in entry.shards) == 5000
+    spans = [(s.range_start, s.range_end) for s in entry.shards]
+    assert spans[0][0] == 2 and spans[-1][1] == len(body)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert b"".join(body[a:b] for a, b in spans) == body[2:]
+    assert not keys_under(ctx.s3, ctx.stack.inbox_bucket, "j/_shards/")
     bad = ledger["j/bad.csv"]
     assert bad.shards == [] and bad.error is not None and "bad.csv: unterminated quoted field" in bad.error
+
+
+def test_ingest_writes_shard_objects_for_compressed_text(ctx: FunctionContext) -> None:
+    ctx._deployment = ctx.deployment.with_settings(max_shard_bytes=4096)
+    lines = "".join(f"{v}\n" for v in np.random.default_rng(2).random(3000)).encode()
+    body = gzip.compress(b"v\n" + lines)
+    ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key="g/big.csv.gz", Body=body)
+    ingest.handle_event(sqs_records(s3_event(ctx.stack.inbox_bucket, "g/big.csv.gz", len(body))), ctx)
+    entry = ctx.jobs.ledger("g")["g/big.csv.gz"]
+    assert entry.split and all(s.key.startswith("g/_shards/big.csv.gz/big.") for s in entry.shards)
+    assert all(s.key.endswith(".csv.gz") and s.range_start is None for s in entry.shards)
+    shards = [gzip.decompress(ctx.s3.get_object(Bucket=ctx.stack.inbox_bucket, Key=s.key)["Body"].read())
+              for s in entry.shards]
+    assert b"".join(s[2:] for s in shards) == lines
