@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,16 @@ from functions import dispatch  # noqa: E402
 from functions.context import FunctionContext  # noqa: E402
 from infra.local import EmbeddedEmulator  # noqa: E402
 from infra.local_run import deploy_local_stack  # noqa: E402
+
+
+def drain(target: AwsTarget, queue_url: str, stop: threading.Event) -> None:
+    sqs = target.client("sqs")
+    while not stop.is_set():
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                   for i, m in enumerate(messages.get("Messages", []))]
+        if entries:
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
 
 
 def main() -> None:
@@ -62,10 +73,17 @@ def main() -> None:
             client.meta.events.register("before-call.*.*",
                                         lambda model, **_: calls.update([model.name]))
         _ = ctx.deployment  # read once per container: not a per-job cost
+        # moto's SendMessage walks every queued message (O(n^2) for a long queue); a drainer standing in for
+        # the workers keeps the work queue short, on its own client so that its calls are not counted
+        stop = threading.Event()
+        drainer = threading.Thread(target=drain, args=(target, resources.work_queue_url, stop), daemon=True)
+        drainer.start()
         calls.clear()
         started = time.perf_counter()
         dispatch.dispatch_job(ctx, DispatchMessage(job_id="big", first_seen=time.time()))
         seconds = time.perf_counter() - started
+        stop.set()
+        drainer.join()
         job = ctx.jobs.get_job("big")
         assert job is not None and job.status == "running", job
         total = sum(calls.values())
