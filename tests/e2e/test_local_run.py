@@ -152,3 +152,16 @@ def test_per_job_settings_and_status_against_a_running_emulator(tmp_path: Path) 
         assert bad.returncode == 2 and "level cannot be set per job" in bad.stderr
     finally:
         server.stop()
+
+
+def test_summary_only_keeps_what_the_script_writes_itself(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in", [4, 6])
+    deployment = make_deployment(tmp_path / "dep", script="score_bi_output.py", payload="paths",
+                                 output_action="summary_only")
+    result = run_cli("local", "run", tmp_path / "in", "-d", deployment, "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+    for name, frame in inputs.items():
+        scored = pd.read_csv(tmp_path / "out" / name.replace(".csv", "-scored.csv"))
+        assert list(scored["x"]) == list(frame["x"] * 2)
+    assert json.loads((tmp_path / "out" / "_summary.json").read_text())["output_file"] is None
