@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from batchscore import keys
 from batchscore.aws import AwsTarget
@@ -41,3 +45,30 @@ class FunctionContext:
                                       Key=keys.artifact_key("deployment.json"))["Body"].read()
             self._deployment = Deployment.model_validate(json.loads(body))
         return self._deployment
+
+
+EventHandler = Callable[[dict[str, Any], FunctionContext], dict[str, Any]]
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def sqs_entry_points(record_handler: Callable[..., None]) -> tuple[EventHandler, LambdaHandler]:
+    """The two ways in to a function fed by an SQS queue, for `record_handler(record, ctx=...)`:
+
+    - `handle_event(event, ctx)`: what the local pollers call, with an explicit context;
+    - `handler(event, context)`: the Lambda entry point, its context built once per container from the environment.
+    Each record is handled on its own; failed ones are returned as batchItemFailures, not failing the rest.
+    """
+
+    def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return dict(process_partial_response(event=event, record_handler=partial(record_handler, ctx=ctx),
+                                             processor=processor))
+
+    contexts: list[FunctionContext] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not contexts:
+            contexts.append(FunctionContext.from_env())
+        return handle_event(event, contexts[0])
+
+    return handle_event, handler

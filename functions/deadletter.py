@@ -3,18 +3,14 @@ every time) is recorded as failed with the last error, so the rest of the job st
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from batchscore import keys
 from batchscore.config import Settings
 from batchscore.jobs_table import finish_batch
 from batchscore.records import BatchResult, Failure, WorkMessage
-from functions.context import FunctionContext
+from functions.context import FunctionContext, sqs_entry_points
 from splitter import count_records
 
 logger = Logger(service="batchscore.functions")
@@ -55,16 +51,4 @@ def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
     fail_dead_batch(ctx, WorkMessage.model_validate_json(record.body))
 
 
-def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.SQS)
-    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
-                                         processor=processor))
-
-
-_context: FunctionContext | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = _context or FunctionContext.from_env()
-    return handle_event(event, _context)
+handle_event, handler = sqs_entry_points(_record_handler)

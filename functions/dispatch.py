@@ -5,12 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from functools import partial
-from typing import Any
 
 import yaml
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
@@ -18,7 +15,7 @@ from batchscore import keys
 from batchscore.config import Deployment, Settings, format_validation_error
 from batchscore.exceptions import ConfigError
 from batchscore.records import BatchRecord, DispatchMessage, FinalizeMessage, JobRecord, Shard, WorkMessage
-from functions.context import FunctionContext
+from functions.context import FunctionContext, sqs_entry_points
 
 logger = Logger(service="batchscore.functions")
 
@@ -205,16 +202,4 @@ def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
     dispatch_job(ctx, DispatchMessage.model_validate_json(record.body))
 
 
-def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.SQS)
-    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
-                                         processor=processor))
-
-
-_context: FunctionContext | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = _context or FunctionContext.from_env()
-    return handle_event(event, _context)
+handle_event, handler = sqs_entry_points(_record_handler)

@@ -6,7 +6,6 @@ import io
 import json
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from batchscore import keys
 from batchscore.config import Settings
 from batchscore.records import BatchRecord, FinalizeMessage, JobRecord, LedgerEntry
-from functions.context import FunctionContext
+from functions.context import FunctionContext, sqs_entry_points
 
 logger = Logger(service="batchscore.functions")
 
@@ -182,16 +180,4 @@ def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
     finalize_job(ctx, FinalizeMessage.model_validate_json(record.body).job_id)
 
 
-def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.SQS)
-    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
-                                         processor=processor))
-
-
-_context: FunctionContext | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = _context or FunctionContext.from_env()
-    return handle_event(event, _context)
+handle_event, handler = sqs_entry_points(_record_handler)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-from functools import partial
-from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from batchscore import keys
 from batchscore.records import DispatchMessage, LedgerEntry, Shard
-from functions.context import FunctionContext
+from functions.context import FunctionContext, sqs_entry_points
 from functions.sqs_events import s3_objects
 from splitter import CorruptInputError, RangeSink, S3Sink, byte_ranges, detect_format, split
 
@@ -72,16 +69,4 @@ def _record_handler(record: SQSRecord, ctx: FunctionContext) -> None:
         ingest_object(ctx, bucket, key, size)
 
 
-def handle_event(event: dict[str, Any], ctx: FunctionContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.SQS)
-    return dict(process_partial_response(event=event, record_handler=partial(_record_handler, ctx=ctx),
-                                         processor=processor))
-
-
-_context: FunctionContext | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = _context or FunctionContext.from_env()
-    return handle_event(event, _context)
+handle_event, handler = sqs_entry_points(_record_handler)
