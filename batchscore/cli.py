@@ -189,23 +189,16 @@ def _size(text: str) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import json
 
-    from splitter import CorruptInputError, SplitError, split
+    from splitter import SplitError, split
 
     client = None
     if args.source.startswith("s3://") or args.output.startswith("s3://"):
-        from batchscore.aws import AwsTarget
-
-        env_target = AwsTarget.from_env()
-        client = AwsTarget(endpoint_url=args.endpoint_url or env_target.endpoint_url, region=env_target.region)\
-            .client("s3")
+        client = _target(args.endpoint_url).client("s3")
     elif not Path(args.source).is_file():
         raise ConfigError(f"SOURCE {args.source}: no such file")
     try:
         manifest = split(args.source, args.output, args.max_shard_bytes, fmt=args.format, client=client)
-    except CorruptInputError as exc:
-        print(f"batchscore split: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except SplitError as exc:
+    except SplitError as exc:  # corrupt input included: the message names the file
         print(f"batchscore split: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(manifest.to_dict(), indent=2))
