@@ -42,8 +42,8 @@ class JobsTable:
         self.client = client
 
     @classmethod
-    def connect(cls, name: str, target: Any) -> JobsTable:
-        session = target.session()
+    def connect(cls, name: str, target: Any, session: Any = None) -> JobsTable:
+        session = session or target.session()
         return cls(target.resource("dynamodb", session).Table(name), target.client("dynamodb", session))
 
     # ledger

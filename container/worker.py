@@ -98,11 +98,11 @@ class Worker:
         session = target.session()
         self.s3 = target.client("s3", session)
         self.sqs = target.client("sqs", session)
-        self.jobs = JobsTable(target.resource("dynamodb", session).Table(stack.jobs_table),
-                              target.client("dynamodb", session))
+        self.jobs = JobsTable.connect(stack.jobs_table, target, session)
         self.stopping = False
         self.busy = False
         self.stop_grace_s = stop_grace_s
+        self._headers: dict[tuple[str, int], bytes] = {}  # keys carry the job id: one small entry per split file
         self.stop_deadline = float("inf")
         self.deployment = self._fetch_deployment()
         self.visibility_s = int(self.sqs.get_queue_attributes(
@@ -127,8 +127,8 @@ class Worker:
                 self.s3.download_file(self.stack.artifacts_bucket, obj["Key"], str(path))
 
     def _script_spec(self) -> ScriptSpec:
-        model_dir = self.workdir / "model"
         # a model given as a single file is seen at AZUREML_MODEL_DIR as the folder holding it (as on Azure)
+        model_dir = self.workdir / "model"
         output_dir = self.workdir / "bi_output"
         output_dir.mkdir(exist_ok=True)
         settings = self.deployment.settings
@@ -256,17 +256,19 @@ class Worker:
         """A shard of uncompressed text: the source's header, then its byte range, as one ordinary file."""
         with path.open("wb") as out:
             if shard.header_bytes:
-                out.write(self._get_range(shard.key, 0, shard.header_bytes))
+                out.write(self._header(shard.key, shard.header_bytes))
             if shard.range_end > shard.range_start:
                 body = self.s3.get_object(Bucket=self.stack.inbox_bucket, Key=shard.key,
                                           Range=f"bytes={shard.range_start}-{shard.range_end - 1}")["Body"]
                 for chunk in body.iter_chunks(RANGE_CHUNK_BYTES):
                     out.write(chunk)
 
-    def _get_range(self, key: str, start: int, end: int) -> bytes:
-        body = self.s3.get_object(Bucket=self.stack.inbox_bucket, Key=key, Range=f"bytes={start}-{end - 1}")
-        data: bytes = body["Body"].read()
-        return data
+    def _header(self, key: str, size: int) -> bytes:
+        """A split file's header, fetched once per worker however many of its shards come this way."""
+        if (key, size) not in self._headers:
+            body = self.s3.get_object(Bucket=self.stack.inbox_bucket, Key=key, Range=f"bytes=0-{size - 1}")
+            self._headers[(key, size)] = body["Body"].read()
+        return self._headers[(key, size)]
 
     @staticmethod
     def _all_failed(batch: BatchRecord, settings: Settings, files: list[TaskFile], reason: str) -> ScoringResult:

@@ -30,8 +30,7 @@ class FunctionContext:
         session = self.target.session()
         self.s3 = self.target.client("s3", session)
         self.sqs = self.target.client("sqs", session)
-        self.jobs = JobsTable(self.target.resource("dynamodb", session).Table(self.stack.jobs_table),
-                              self.target.client("dynamodb", session))
+        self.jobs = JobsTable.connect(self.stack.jobs_table, self.target, session)
 
     @classmethod
     def from_env(cls) -> FunctionContext:

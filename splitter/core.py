@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 from splitter.exceptions import CorruptInputError, SplitError
 from splitter.formats import FileFormat, detect_format
-from splitter.manifest import Manifest, ShardInfo
+from splitter.manifest import Manifest
 from splitter.sinks import LocalSink, S3Sink, ShardSink
 from splitter.text import split_text
 
@@ -88,11 +88,10 @@ def split(source: str | Path | BinaryIO, dest: str | Path | ShardSink, max_shard
             manifest.warnings.append(f"{file_format.kind} files are not split; passed through whole")
             return manifest
         sink = dest if not isinstance(dest, str | Path) else sink_for(dest, source_name, file_format, client)
-        written: list[ShardInfo] = manifest.shards
         try:
             _split_stream(stream, sink, manifest, file_format)
         except BaseException:
-            for shard in written:
+            for shard in manifest.shards:  # the complete shards written before the failure
                 sink.remove(shard.name)
             raise
         return manifest
