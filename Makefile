@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR := out/demo
+# checkov pins its own boto3 and packaging, so it lives in an environment of its own
+CHECKOV := .venv-checkov/bin/checkov
 
 .PHONY: demo test lint unit functional e2e bench clean
 
@@ -25,10 +27,16 @@ demo: $(STAMP) examples/tabular/model/model.pkl examples/tabular/data
 	@echo "--- $(DEMO_DIR)/_summary.json"
 	@cat $(DEMO_DIR)/_summary.json
 
-lint: $(STAMP)
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet "checkov>=3.2,<4"
+
+lint: $(STAMP) $(CHECKOV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+	$(VENV)/bin/hadolint container/Dockerfile
 
 test: lint
 	$(VENV)/bin/pytest -q
@@ -40,4 +48,4 @@ e2e: $(STAMP)
 	$(VENV)/bin/pytest -q tests/e2e
 
 clean:
-	rm -rf out examples/tabular/data examples/tabular/model .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out .venv-checkov examples/tabular/data examples/tabular/model .pytest_cache .mypy_cache .ruff_cache

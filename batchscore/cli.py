@@ -48,22 +48,59 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="per-job setting, as in job.yaml (e.g. mini_batch_size=4, retry_settings.timeout=60); "
                           "repeatable")
-    run.add_argument("--stack-name", help="create (or reuse) the local stack under this name; with "
-                     "--endpoint-url, later `batchscore status` calls can find the job")
+    run.add_argument("--stack-name", "--stack", dest="stack_name",
+                     help="use the stack of this name (e.g. one made by `batchscore deploy --endpoint-url`), or "
+                          "create it under this name; its resources are used as they are, with the local pollers "
+                          "and workers standing in for its functions and ECS service")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
     run.set_defaults(func=cmd_local_run)
 
+    deploy = commands.add_parser(
+        "deploy", help="create or update the stack on AWS (or an emulator) and upload code and model",
+        description="Create or update the CloudFormation stack from infra/template.yaml, sized from DEPLOYMENT "
+                    "(resources.memory_mib, max_concurrency_per_instance, instance_count; retry_settings), wait "
+                    "for it, upload the code, model and settings to its artifacts bucket, and print its outputs. "
+                    "Workers run in the region's default VPC unless --vpc-id and --subnet-ids are given.")
+    deploy.add_argument("deployment", metavar="DEPLOYMENT", type=Path, help="deployment YAML (Azure ML names)")
+    deploy.add_argument("--stack-name", required=True, help="CloudFormation stack name (also the buckets' prefix)")
+    deploy.add_argument("--image-uri", default="",
+                        help="the batchscore image in ECR (container/Dockerfile); required on AWS, where the "
+                             "functions and workers run from it; without it only the data plane is created")
+    deploy.add_argument("--vpc-id", help="VPC of the worker tasks (default: the region's default VPC)")
+    deploy.add_argument("--subnet-ids", help="comma-separated subnets of the worker tasks (default: the default "
+                        "VPC's); they need a route to S3, SQS and DynamoDB")
+    deploy.add_argument("--assign-public-ip", choices=["yes", "no"],
+                        help="give worker tasks a public IP (default: yes in the default VPC, no otherwise)")
+    deploy.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    deploy.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    deploy.set_defaults(func=cmd_deploy)
+
     submit = commands.add_parser(
-        "submit", help="start a job whose files are uploaded to the inbox",
-        description="Write <job-id>/job.yaml (when --set is given) and the <job-id>/_SUCCESS marker that starts "
-                    "the job. Dispatch waits until every input under the prefix has been ingested.")
-    submit.add_argument("prefix", metavar="s3://BUCKET/JOB-ID/", help="the job's folder in the inbox bucket")
+        "submit", help="start a job whose files are (or are being) uploaded to the inbox",
+        description="Optionally upload --input DIR under the job's folder, then write <job-id>/job.yaml (when "
+                    "--set is given) and the <job-id>/_SUCCESS marker that starts the job. Dispatch waits until "
+                    "every input under the prefix has been ingested. Name the job either as JOB_ID with "
+                    "--stack-name, or as s3://INBOX-BUCKET/JOB-ID/.")
+    submit.add_argument("job", metavar="JOB_ID|s3://BUCKET/JOB-ID/", help="the job, by id or by its inbox folder")
+    submit.add_argument("--stack-name", help="the deployed stack whose inbox receives the job")
+    submit.add_argument("--input", type=Path, metavar="DIR", help="upload this folder's files first (walked "
+                        "recursively; names starting with . or _ are skipped)")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="per-job setting (mini_batch_size, max_mini_batch_bytes, output_file_name, "
                              "output_action, error_threshold, retry_settings.*, row_batch_size, keep_columns, "
                              "memory_fallback); repeatable")
     submit.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
     submit.set_defaults(func=cmd_submit)
+
+    outputs = commands.add_parser(
+        "outputs", help="list or download a finished job's predictions and summary",
+        description="List the job's outputs in the stack's outputs bucket (predictions, _summary.json, "
+                    "_errors/, _SUCCESS or _FAILED), or download them with --download DIR.")
+    outputs.add_argument("job_id", metavar="JOB_ID")
+    outputs.add_argument("--stack-name", required=True, help="the stack the job ran in")
+    outputs.add_argument("--download", type=Path, metavar="DIR", help="download the outputs into DIR")
+    outputs.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    outputs.set_defaults(func=cmd_outputs)
 
     status = commands.add_parser("status", help="show a job's progress",
                                  description="State, batches done / failed / total, items per second and the "
@@ -114,30 +151,102 @@ def _target(endpoint_url: str | None) -> Any:
     return AwsTarget(endpoint_url=endpoint_url or env.endpoint_url, region=env.region)
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from infra.local_run import submit_job
+def _stack(target: Any, stack_name: str) -> Any:
+    from infra.stack import stack_resources
 
-    if not args.prefix.startswith("s3://"):
-        raise ConfigError(f"{args.prefix}: expected s3://BUCKET/JOB-ID/")
-    bucket, _, job_id = args.prefix[5:].partition("/")
-    job_id = job_id.strip("/")
-    if not bucket or not job_id or "/" in job_id:
-        raise ConfigError(f"{args.prefix}: expected s3://BUCKET/JOB-ID/ (the job's folder, one level deep)")
-    submit_job(_target(args.endpoint_url).client("s3"), bucket, job_id, parse_overrides(args.overrides))
+    resources = stack_resources(target, stack_name)
+    if resources is None:
+        raise ConfigError(f"--stack-name {stack_name}: no such stack at {target.endpoint_url or 'AWS'} "
+                          f"({target.region}); create it with `batchscore deploy`")
+    return resources
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import json
+
+    from batchscore.config import load_deployment
+    from infra.deploy import Network, default_network, deploy
+
+    deployment = load_deployment(args.deployment)
+    target = _target(args.endpoint_url)
+    if not args.image_uri and not target.endpoint_url:
+        raise ConfigError("--image-uri is required on AWS: the functions and workers run from that image "
+                          "(see the README: build and push container/Dockerfile)")
+    if bool(args.vpc_id) != bool(args.subnet_ids):
+        raise ConfigError("--vpc-id and --subnet-ids go together (or leave both out for the default VPC)")
+    if args.vpc_id:
+        network = Network(args.vpc_id, tuple(s.strip() for s in args.subnet_ids.split(",") if s.strip()),
+                          assign_public_ip=args.assign_public_ip == "yes")
+    else:
+        network = default_network(target)
+        if args.assign_public_ip:
+            network = Network(network.vpc_id, network.subnet_ids, args.assign_public_ip == "yes")
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    _, outputs = deploy(target, args.stack_name, deployment, image_uri=args.image_uri, network=network,
+                        on_event=say)
+    if args.json:
+        print(json.dumps(outputs, indent=2))
+    else:
+        for key, value in outputs.items():
+            print(f"  {key:24s} {value}")
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from batchscore.records import is_valid_job_id
+    from infra.local_run import input_files, submit_job, upload_inputs
+
+    target = _target(args.endpoint_url)
+    if args.job.startswith("s3://"):
+        bucket, _, job_id = args.job[5:].partition("/")
+        job_id = job_id.strip("/")
+        if not bucket or not job_id or "/" in job_id:
+            raise ConfigError(f"{args.job}: expected s3://BUCKET/JOB-ID/ (the job's folder, one level deep)")
+    elif args.stack_name:
+        bucket, job_id = _stack(target, args.stack_name).inbox_bucket, args.job
+    else:
+        raise ConfigError(f"{args.job}: give the job as s3://BUCKET/JOB-ID/, or its id with --stack-name")
+    if not is_valid_job_id(job_id):
+        raise ConfigError(f"job id {job_id!r}: must not contain '/' or start with '_' or '.'")
+    s3 = target.client("s3")
+    overrides = parse_overrides(args.overrides)
+    if args.input is not None:
+        files = list(input_files(args.input)) if args.input.is_dir() else []
+        if not files:
+            raise ConfigError(f"--input {args.input}: not a folder with input files")
+        upload_inputs(s3, bucket, job_id, args.input, files)
+        print(f"uploaded {len(files)} file(s) to s3://{bucket}/{job_id}/")
+    submit_job(s3, bucket, job_id, overrides)
     print(f"submitted {job_id}: s3://{bucket}/{job_id}/_SUCCESS")
     return EXIT_OK
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    from infra.local_run import download_outputs, list_outputs
+
+    target = _target(args.endpoint_url)
+    resources = _stack(target, args.stack_name)
+    s3 = target.client("s3")
+    if args.download is None:
+        found = list_outputs(s3, resources.output_bucket, args.job_id)
+        if not found:
+            raise ConfigError(f"job {args.job_id}: no outputs in s3://{resources.output_bucket}/{args.job_id}/ yet "
+                              "(see `batchscore status`)")
+        for key, size in found:
+            print(f"{size:>12,d}  s3://{resources.output_bucket}/{key}")
+        return EXIT_OK
+    summary = download_outputs(s3, resources.output_bucket, args.job_id, args.download)
+    print(f"downloaded job {args.job_id} ({summary['status']}) into {args.download}")
+    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from batchscore.jobs_table import JobsTable
-    from infra.stack import stack_resources
 
     target = _target(args.endpoint_url)
-    resources = stack_resources(target, args.stack_name)
-    if resources is None:
-        raise ConfigError(f"--stack-name {args.stack_name}: no such stack at {target.endpoint_url or 'AWS'}")
+    resources = _stack(target, args.stack_name)
     jobs = JobsTable.connect(resources.jobs_table, target)
     while True:
         job = jobs.get_job(args.job_id)
@@ -207,6 +316,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_local_run(args: argparse.Namespace) -> int:
     from batchscore.config import load_deployment
+    from batchscore.records import is_valid_job_id
     from infra.local_run import LocalRun, new_job_id, run_local_job
 
     # the in-process functions log JSON for CloudWatch; on a terminal only their warnings are worth showing
@@ -214,7 +324,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
 
     deployment = load_deployment(args.deployment)
     job_id = args.job_id or new_job_id(deployment)
-    if "/" in job_id or job_id.startswith(("_", ".")):
+    if not is_valid_job_id(job_id):
         raise ConfigError(f"--job-id {job_id!r}: must not contain '/' or start with '_' or '.'")
     overrides = parse_overrides(args.overrides)
     if overrides:

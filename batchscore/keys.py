@@ -31,21 +31,27 @@ def is_start_marker(key: str) -> bool:
 
 
 def is_input(key: str) -> bool:
-    """An input is any object under a job prefix, except the marker, job.yaml, and names starting with _ or ."""
+    """An input is any object under a job prefix, except the marker, job.yaml, and names starting with _ or .
+
+    (Shards live under the top-level `_shards/`, so they are not inputs either.)
+    """
     parts = key.split("/")
     if len(parts) < 2 or not parts[-1]:
         return False
     if len(parts) == 2 and parts[1] == JOB_OVERRIDES:
         return False
-    return not any(part.startswith(("_", ".")) for part in parts[1:])
+    return not any(part.startswith(("_", ".")) for part in parts)
 
 
 def shard_key(source_key: str, index: int, suffix: str) -> str:
-    """Deterministic, so splitting the same object twice writes the same keys: <job>/_shards/<path>/<stem>.N<suffix>."""
+    """Deterministic, so splitting the same object twice writes the same keys: _shards/<job>/<path>/<stem>.N<suffix>.
+
+    One top-level prefix for every job's shards, so that one bucket lifecycle rule can expire them.
+    """
     job, rest = source_key.split("/", 1)
     base = rest.rsplit("/", 1)[-1]
     stem = base[: len(base) - len(suffix)] if suffix and base.lower().endswith(suffix) else base
-    return f"{job}/{SHARDS_FOLDER}/{rest}/{stem}.{index:05d}{suffix}"
+    return f"{SHARDS_FOLDER}/{job}/{rest}/{stem}.{index:05d}{suffix}"
 
 
 def batch_id(index: int) -> str:

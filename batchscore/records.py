@@ -112,3 +112,8 @@ class WorkMessage(_Record):
 
 class FinalizeMessage(_Record):
     job_id: str
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    """A job id is one S3 folder name, and not one of the names the system keeps for itself (_x, .x)."""
+    return bool(job_id) and "/" not in job_id and not job_id.startswith(("_", "."))

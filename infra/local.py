@@ -1,20 +1,16 @@
-"""Local stand-ins: an embedded moto server for AWS, pollers for the Lambda event-source mappings, and worker
-processes for the ECS service. The handlers and the worker are the same code that runs in AWS."""
+"""Local stand-ins: an embedded moto server for AWS and pollers for the Lambda event-source mappings. The worker
+processes are the ECS task's own pool (container.pool). The handlers and the worker are the same code as in AWS."""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from batchscore.aws import AwsTarget
-from batchscore.stack import StackResources
 from functions.sqs_events import sqs_event
 
 logger = logging.getLogger(__name__)
@@ -100,52 +96,3 @@ class QueuePoller(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-class WorkerPool:
-    """`size` worker processes; one that exits unexpectedly is replaced, as ECS replaces a stopped task."""
-
-    def __init__(self, size: int, target: AwsTarget, stack: StackResources, log_path: str | None = None,
-                 stop_grace_s: float | None = None):
-        self.size = size
-        self.extra_args = ["--stop-grace", str(stop_grace_s)] if stop_grace_s is not None else []
-        self.env = os.environ | target.env() | stack.env() | {"PYTHONUNBUFFERED": "1"}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
-        self.replaced = 0
-        self._stopping = threading.Event()
-        self._monitor = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
-
-    def start(self) -> WorkerPool:
-        for i in range(self.size):
-            self._spawn(f"worker-{i}")
-        self._monitor.start()
-        return self
-
-    def _spawn(self, worker_id: str) -> None:
-        self.procs[worker_id] = subprocess.Popen(
-            [sys.executable, "-m", "container.worker", "--worker-id", worker_id, *self.extra_args],
-            env=self.env, stdout=self.log, stderr=self.log)
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(0.5):
-            for worker_id, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self._stopping.is_set():
-                    logger.warning("%s exited with %s; starting a replacement", worker_id, proc.returncode)
-                    self.replaced += 1
-                    self._spawn(worker_id)
-
-    def stop(self, grace_s: float = 30) -> None:
-        self._stopping.set()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.log is not subprocess.DEVNULL:
-            self.log.close()  # type: ignore[union-attr]

@@ -23,10 +23,12 @@ from batchscore.config import Deployment
 from batchscore.exceptions import BatchscoreError, ConfigError
 from batchscore.records import JobRecord
 from batchscore.stack import StackResources
+from container.pool import WorkerPool
 from functions import deadletter, dispatch, finalize, ingest
 from functions.context import FunctionContext
-from infra.local import EmbeddedEmulator, QueuePoller, WorkerPool
-from infra.stack import apply_bucket_notifications, create_stack, stack_resources, upload_deployment
+from infra.deploy import deploy
+from infra.local import EmbeddedEmulator, QueuePoller
+from infra.stack import stack_resources, upload_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +96,12 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
             poller.start()
             stack.callback(poller.stop)
         marks["uploading"] = time.time()
-        upload_inputs(ctx, run.job_id, run.input_dir, files, run.overrides)
+        upload_inputs(ctx.s3, resources.inbox_bucket, run.job_id, run.input_dir, files)
+        submit_job(ctx.s3, resources.inbox_bucket, run.job_id, run.overrides)
         marks["submitted"] = time.time()
         wait_for_job(ctx, run.job_id, pool, on_progress)
         marks["finished"] = time.time()
-        summary = download_outputs(ctx, run.job_id, run.output_dir)
+        summary = download_outputs(ctx.s3, resources.output_bucket, run.job_id, run.output_dir)
         marks["downloaded"] = time.time()
         summary["local"] = local_timings(marks)
         (run.output_dir / keys.SUMMARY).write_text(json.dumps(summary, indent=2))
@@ -118,24 +121,42 @@ def local_timings(marks: dict[str, float]) -> dict[str, float]:
 
 def deploy_local_stack(target: AwsTarget, stack_name: str, deployment: Deployment,
                        work_visibility_s: int = 10) -> StackResources:
+    """An existing stack of that name (from `batchscore deploy` or an earlier run) is used as it is, with this
+    deployment's code and settings uploaded; otherwise the stack is deployed as `batchscore deploy` would."""
     resources = stack_resources(target, stack_name)
     if resources is None:
-        parameters = {"MaxReceiveCount": str(deployment.settings.retry_settings.max_retries + 1),
-                      "WorkVisibilityTimeoutSeconds": str(work_visibility_s)}
-        resources = create_stack(target, stack_name, parameters)
-        apply_bucket_notifications(target, stack_name)
-    upload_deployment(target, resources, deployment)
+        resources, _ = deploy(target, stack_name, deployment, work_visibility_s=work_visibility_s)
+    else:
+        take_over_functions(target, stack_name)
+        upload_deployment(target, resources, deployment)
     return resources
 
 
-def upload_inputs(ctx: FunctionContext, job_id: str, input_dir: Path, files: list[Path],
-                  overrides: dict[str, Any] | None = None) -> None:
+def take_over_functions(target: AwsTarget, stack_name: str) -> None:
+    """Disable a deployed stack's event-source mappings, so the local pollers get its queues' messages.
+
+    The emulator cannot run the functions' image, and would otherwise swallow the messages trying to. On AWS the
+    functions run themselves: polling beside them is refused rather than done silently.
+    """
+    cfn = target.client("cloudformation")
+    mappings = [r["PhysicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+                if r.get("ResourceType") == "AWS::Lambda::EventSourceMapping" and r.get("PhysicalResourceId")]
+    if not mappings:
+        return
+    if not target.endpoint_url:
+        raise ConfigError(f"--stack {stack_name}: its functions run on AWS; submit jobs to it with `batchscore "
+                          "submit` instead of running them locally")
+    lam = target.client("lambda")
+    for uuid_ in mappings:
+        lam.update_event_source_mapping(UUID=uuid_, Enabled=False)
+
+
+def upload_inputs(s3: Any, bucket: str, job_id: str, input_dir: Path, files: list[Path]) -> None:
     def put(path: Path) -> None:
-        ctx.s3.upload_file(str(path), ctx.stack.inbox_bucket, f"{job_id}/{path.relative_to(input_dir).as_posix()}")
+        s3.upload_file(str(path), bucket, f"{job_id}/{path.relative_to(input_dir).as_posix()}")
 
     with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         list(pool.map(put, files))
-    submit_job(ctx.s3, ctx.stack.inbox_bucket, job_id, overrides)
 
 
 def submit_job(s3: Any, bucket: str, job_id: str, overrides: dict[str, Any] | None = None) -> None:
@@ -160,20 +181,25 @@ def wait_for_job(ctx: FunctionContext, job_id: str, pool: WorkerPool,
         time.sleep(STATUS_POLL_S)
 
 
-def download_outputs(ctx: FunctionContext, job_id: str, output_dir: Path) -> dict[str, Any]:
-    output_dir.mkdir(parents=True, exist_ok=True)
+def list_outputs(s3: Any, bucket: str, job_id: str) -> list[tuple[str, int]]:
+    """(key, bytes) of a job's outputs, without the per-batch parts that finalize merged."""
     prefix = f"{job_id}/"
-    paginator = ctx.s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=ctx.stack.output_bucket, Prefix=prefix):
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix):]
-            if rel.startswith(keys.PARTS_FOLDER + "/"):
-                continue
-            path = output_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ctx.s3.download_file(ctx.stack.output_bucket, obj["Key"], str(path))
+            if not obj["Key"][len(prefix):].startswith(keys.PARTS_FOLDER + "/"):
+                found.append((obj["Key"], obj["Size"]))
+    return found
+
+
+def download_outputs(s3: Any, bucket: str, job_id: str, output_dir: Path) -> dict[str, Any]:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for key, _ in list_outputs(s3, bucket, job_id):
+        path = output_dir / key[len(job_id) + 1:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(path))
     summary_path = output_dir / keys.SUMMARY
     if not summary_path.exists():
-        raise LocalRunError(f"job {job_id} ended without a {keys.SUMMARY}")
+        raise LocalRunError(f"job {job_id} has no {keys.SUMMARY} in s3://{bucket}/{job_id}/ (not finished yet?)")
     result: dict[str, Any] = json.loads(summary_path.read_text())
     return result

@@ -1,9 +1,8 @@
-"""Create a stack from infra/template.yaml and upload a deployment's code and model to its artifacts bucket."""
+"""A deployed stack's resources, the template read as data, and the deployment's upload to the artifacts bucket."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +45,6 @@ def _cfn_loader() -> type[yaml.SafeLoader]:
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_cfn_loader())  # noqa: S506 - a SafeLoader subclass
-
-
-def create_stack(target: AwsTarget, stack_name: str, parameters: dict[str, str] | None = None,
-                 template_path: Path = TEMPLATE_PATH) -> StackResources:
-    cfn = target.client("cloudformation")
-    with warnings.catch_warnings():
-        # the emulator warns about resource types it only records (queue policies); they change nothing here
-        warnings.simplefilter("ignore")
-        cfn.create_stack(
-            StackName=stack_name, TemplateBody=template_path.read_text(),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-        )
-        cfn.get_waiter("stack_create_complete").wait(StackName=stack_name,
-                                                      WaiterConfig={"Delay": 1, "MaxAttempts": 600})
-    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    return StackResources.from_outputs(outputs)
 
 
 def stack_resources(target: AwsTarget, stack_name: str) -> StackResources | None:

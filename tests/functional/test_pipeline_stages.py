@@ -33,7 +33,7 @@ def test_template_wires_inbox_uploads_to_the_ingest_queue(ctx: FunctionContext) 
 
 def test_ingest_records_inputs_and_ignores_test_events_and_internal_names(ctx: FunctionContext) -> None:
     test_event = (EVENTS / "s3_test_event.json").read_text()
-    events = [s3_event(ctx.stack.inbox_bucket, key, 10) for key in ("j/a.csv", "j/_shards/a.csv/0.csv", "j/.x")]
+    events = [s3_event(ctx.stack.inbox_bucket, key, 10) for key in ("j/a.csv", "_shards/j/a.csv/0.csv", "j/.x")]
     response = ingest.handle_event(sqs_records(test_event, *events, events[0]), ctx)
     assert response == {"batchItemFailures": []}
     ledger = ctx.jobs.ledger("j")

@@ -72,7 +72,7 @@ def test_ingest_splits_an_oversize_upload_into_the_ledger(ctx: FunctionContext) 
     assert spans[0][0] == 2 and spans[-1][1] == len(body)
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     assert b"".join(body[a:b] for a, b in spans) == body[2:]
-    assert not keys_under(ctx.s3, ctx.stack.inbox_bucket, "j/_shards/")
+    assert not keys_under(ctx.s3, ctx.stack.inbox_bucket, "_shards/j/")
     bad = ledger["j/bad.csv"]
     assert bad.shards == [] and bad.error is not None and "bad.csv: unterminated quoted field" in bad.error
 
@@ -84,7 +84,7 @@ def test_ingest_writes_shard_objects_for_compressed_text(ctx: FunctionContext) -
     ctx.s3.put_object(Bucket=ctx.stack.inbox_bucket, Key="g/big.csv.gz", Body=body)
     ingest.handle_event(sqs_records(s3_event(ctx.stack.inbox_bucket, "g/big.csv.gz", len(body))), ctx)
     entry = ctx.jobs.ledger("g")["g/big.csv.gz"]
-    assert entry.split and all(s.key.startswith("g/_shards/big.csv.gz/big.") for s in entry.shards)
+    assert entry.split and all(s.key.startswith("_shards/g/big.csv.gz/big.") for s in entry.shards)
     assert all(s.key.endswith(".csv.gz") and s.range_start is None for s in entry.shards)
     shards = [gzip.decompress(ctx.s3.get_object(Bucket=ctx.stack.inbox_bucket, Key=s.key)["Body"].read())
               for s in entry.shards]

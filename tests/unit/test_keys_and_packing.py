@@ -13,7 +13,7 @@ def test_inputs_exclude_markers_overrides_and_hidden_names() -> None:
     assert not keys.is_input("job/_SUCCESS")
     assert not keys.is_input("job/job.yaml")
     assert keys.is_input("job/sub/job.yaml")  # only the job's own overrides file is special
-    assert not keys.is_input("job/.hidden.csv") and not keys.is_input("job/_shards/a.csv/00000.csv")
+    assert not keys.is_input("job/.hidden.csv") and not keys.is_input("_shards/job/a.csv/00000.csv")
     assert not keys.is_input("job/sub/") and not keys.is_input("toplevel.csv")
     assert keys.is_start_marker("job/_SUCCESS") and not keys.is_start_marker("job/sub/_SUCCESS")
 
