@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
 # Enough connections for the worker's parallel downloads and the local pollers sharing one session.
 MAX_POOL_CONNECTIONS = 32
+# The emulator serves one request at a time and reads a whole object to answer each ranged GET, so against it
+# files go in one request each way rather than in parallel 8 MB parts (10x faster for a 150 MB file).
+EMULATOR_TRANSFER = TransferConfig(multipart_threshold=5 * 1024**3, use_threads=False)
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,23 @@ class AwsTarget:
         return boto3.Session(region_name=self.region)
 
     def client(self, service: str, session: boto3.Session | None = None) -> Any:
-        session = session or self.session()
+        """A client of `service`; without a session, one shared per process (clients are thread-safe, and making
+        one costs ~0.1 s)."""
+        if session is not None:
+            return self._new_client(service, session)
+        key = (self.endpoint_url, self.region, service)
+        with _clients_lock:
+            if key not in _clients:
+                _clients[key] = self._new_client(service, self.session())
+            return _clients[key]
+
+    def _new_client(self, service: str, session: boto3.Session) -> Any:
         config = Config(max_pool_connections=MAX_POOL_CONNECTIONS, retries={"max_attempts": 5, "mode": "standard"})
-        return session.client(service, endpoint_url=self.endpoint_url, config=config)
+        client = session.client(service, endpoint_url=self.endpoint_url, config=config)
+        if service == "s3" and self.endpoint_url:
+            client.download_file = partial(client.download_file, Config=EMULATOR_TRANSFER)
+            client.upload_file = partial(client.upload_file, Config=EMULATOR_TRANSFER)
+        return client
 
     def resource(self, service: str, session: boto3.Session | None = None) -> Any:
         session = session or self.session()

@@ -58,8 +58,13 @@ def batch_id(index: int) -> str:
     return f"b{index:06d}"
 
 
-def part_key(job_id: str, batch: str) -> str:
-    return f"{job_id}/{PARTS_FOLDER}/{batch}.parquet"
+def part_suffix(output_file_name: str) -> str:
+    """A batch's output part is written in the job's output format, so that finalize can join parts as bytes."""
+    return PurePosixPath(output_file_name).suffix or ".parquet"
+
+
+def part_key(job_id: str, batch: str, suffix: str = ".parquet") -> str:
+    return f"{job_id}/{PARTS_FOLDER}/{batch}{suffix}"
 
 
 def error_key(job_id: str, batch: str) -> str:

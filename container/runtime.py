@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from container.exceptions import RunTimeout
@@ -181,29 +182,42 @@ class Scorer:
             for f in task.files:
                 self._score_rows(task, f, result, frames)
             return
-        loaded: list[tuple[TaskFile, pd.DataFrame]] = []
-        for f in task.files:
-            started = time.perf_counter()
-            try:
-                loaded.append((f, _checked(read_frame(Path(f.path)), task.keep_columns)))
-            except Exception as exc:
-                result.fail(f.source, 1, _read_error(exc, f.source), traceback.format_exc())
+        if task.level == "file":
+            # one file in memory at a time: the batch's peak is its largest file's, not the sum of its files
+            for f in task.files:
+                frame = self._load(task, f, result)
+                if frame is not None:
+                    self._score_group(task, [(f, frame)], result, frames)
+            return
+        loaded = [(f, frame) for f in task.files if (frame := self._load(task, f, result)) is not None]
+        self._score_group(task, loaded, result, frames)
+
+    def _load(self, task: Task, f: TaskFile, result: ScoringResult) -> pd.DataFrame | None:
+        started = time.perf_counter()
+        try:
+            return _checked(read_frame(Path(f.path)), task.keep_columns)
+        except Exception as exc:
+            result.fail(f.source, 1, _read_error(exc, f.source), traceback.format_exc())
+            return None
+        finally:
             result.read_seconds += time.perf_counter() - started
-        groups = [loaded] if task.level == "mini_batch" else [[item] for item in loaded]
-        for group in groups:
-            group = [(f, df) for f, df in group if len(df)]
-            if not group:
-                continue
-            data = pd.concat([df for _, df in group], ignore_index=True) if len(group) > 1 else group[0][1]
-            meta = pd.concat([_meta(f, df, task.keep_columns) for f, df in group], ignore_index=True)
-            try:
-                predictions = self._call(task, data, len(data), result)
-            except Exception as exc:
-                for f, df in group:
-                    result.fail(f.source, len(df), exc, user_traceback(exc, self.spec.code_dir), row=f.first_row)
-                continue
-            frames.append(join(meta, predictions))
-            result.succeeded_items += len(data)
+
+    def _score_group(self, task: Task, group: list[tuple[TaskFile, pd.DataFrame]], result: ScoringResult,
+                     frames: list[pd.DataFrame]) -> None:
+        """One run() call over the group's rows (all of a mini-batch, or one file)."""
+        group = [(f, df) for f, df in group if len(df)]
+        if not group:
+            return
+        data = pd.concat([df for _, df in group], ignore_index=True) if len(group) > 1 else group[0][1]
+        meta = pd.concat([_meta(f, df, task.keep_columns) for f, df in group], ignore_index=True)
+        try:
+            predictions = self._call(task, data, len(data), result)
+        except Exception as exc:
+            for f, df in group:
+                result.fail(f.source, len(df), exc, user_traceback(exc, self.spec.code_dir), row=f.first_row)
+            return
+        frames.append(join(meta, predictions))
+        result.succeeded_items += len(data)
 
     def _score_rows(self, task: Task, f: TaskFile, result: ScoringResult, frames: list[pd.DataFrame]) -> None:
         offset = 0
@@ -270,12 +284,21 @@ def join(meta: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_part(frames: list[pd.DataFrame], path: Path) -> int:
+    """The batch's output rows in the format its suffix names (.parquet, .csv with a header line, or .jsonl)."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return 0
+    if path.suffix == ".jsonl":
+        with path.open("w") as handle:
+            for frame in frames:
+                frame.to_json(handle, orient="records", lines=True)
+        return sum(len(f) for f in frames)
     tables = [pa.Table.from_pandas(f, preserve_index=False) for f in frames]
     table = pa.concat_tables(tables, promote_options="permissive")
-    pq.write_table(table, path)
+    if path.suffix == ".csv":
+        pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    else:
+        pq.write_table(table, path)
     return table.num_rows
 
 

@@ -61,8 +61,12 @@ def fallback_levels(settings: Settings) -> list[str]:
     return levels
 
 
-class _Stop(Exception):
-    """Raised by SIGTERM while the worker is idle: nothing to finish, so stop at once."""
+class _Stop(BaseException):
+    """Raised by SIGTERM while the worker is idle: nothing to finish, so stop at once.
+
+    A BaseException, like KeyboardInterrupt: botocore treats an Exception raised inside a request (here, the
+    long poll the signal interrupts) as a connection error and retries it, which held a stop for the whole poll.
+    """
 
 
 class Heartbeat:
@@ -153,7 +157,8 @@ class Worker:
                     finally:
                         self.busy = False
         except _Stop:
-            pass
+            # stopped while idle: the scoring process holds no work, so it need not wind down politely
+            self.scoring.kill()
         finally:
             self.scoring.stop()
 
@@ -198,10 +203,11 @@ class Worker:
             files = self._download(batch, batch_dir)
             download_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            scored, level, tried = self._score_with_fallback(batch, settings, files, batch_dir / "part.parquet")
+            part = batch_dir / f"part{keys.part_suffix(settings.output_file_name)}"
+            scored, level, tried = self._score_with_fallback(batch, settings, files, part)
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._upload_outputs(job.job_id, batch.batch_id, scored, batch_dir / "part.parquet")
+            self._upload_outputs(job.job_id, batch.batch_id, scored, part)
             upload_s = time.perf_counter() - t0
         finally:
             shutil.rmtree(batch_dir, ignore_errors=True)
@@ -290,7 +296,7 @@ class Worker:
 
     def _upload_outputs(self, job_id: str, batch_id: str, scored: ScoringResult, part: Path) -> None:
         if scored.output_rows:
-            self.s3.upload_file(str(part), self.stack.output_bucket, keys.part_key(job_id, batch_id))
+            self.s3.upload_file(str(part), self.stack.output_bucket, keys.part_key(job_id, batch_id, part.suffix))
         if scored.tracebacks:
             self.s3.put_object(Bucket=self.stack.output_bucket, Key=keys.error_key(job_id, batch_id),
                                Body="\n".join(scored.tracebacks).encode())

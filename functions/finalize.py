@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -53,29 +54,75 @@ def finalize_job(ctx: FunctionContext, job_id: str) -> None:
 
 
 def merge_outputs(ctx: FunctionContext, job_id: str, batches: list[BatchRecord], name: str) -> str:
-    """Concatenate the batch parts, in batch order, into one file; streamed part by part to a local file."""
+    """Concatenate the batch parts, in batch order, into one file, built locally then uploaded.
+
+    Parts are written by the workers in the output's own format: JSON Lines and CSV parts (all with the same
+    header, the usual case) are joined as bytes, without parsing; Parquet parts, and CSV parts whose columns
+    differ, are read as tables and written under one unified schema.
+    """
     parts = [b for b in batches if b.result is not None and b.result.output_rows > 0]
-    tables = (_read_part(ctx, keys.part_key(job_id, b.batch_id)) for b in parts)
+    suffix = Path(name).suffix
+    part_keys = [keys.part_key(job_id, b.batch_id, suffix) for b in parts]
     key = keys.job_output_key(job_id, name)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        schema = _unified_schema(ctx, job_id, parts)
-        write_tables(path, tables, schema)
+        if suffix == ".parquet" or not _join_text_parts(ctx, part_keys, path, header=suffix == ".csv"):
+            tables = (_read_part(ctx, k) for k in part_keys)
+            write_tables(path, tables, _unified_schema(ctx, part_keys))
         ctx.s3.upload_file(str(path), ctx.stack.output_bucket, key)
     return key
 
 
+def _join_text_parts(ctx: FunctionContext, part_keys: list[str], path: Path, header: bool) -> bool:
+    """Stream the parts into `path` one after another, each part's header line dropped after the first.
+
+    False (and `path` incomplete) when a part's header differs from the first one's: the columns differ.
+    """
+    first: bytes | None = None
+    with path.open("wb") as out:
+        for key in part_keys:
+            chunks = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=key)["Body"].iter_chunks(1024**2)
+            if header:
+                line, rest = _first_line(chunks)
+                if first is None:
+                    first = line
+                    out.write(line)
+                elif line != first:
+                    return False
+                out.write(rest)
+            for chunk in chunks:
+                out.write(chunk)
+    return True
+
+
+def _first_line(chunks: Any) -> tuple[bytes, bytes]:
+    """(the first line with its newline, what followed it in the chunks read so far)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        end = buffer.find(b"\n")
+        if end >= 0:
+            return buffer[:end + 1], buffer[end + 1:]
+    return buffer, b""
+
+
 def _read_part(ctx: FunctionContext, key: str) -> pa.Table:
     body = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=key)["Body"].read()
+    if key.endswith(".csv"):
+        return pacsv.read_csv(io.BytesIO(body))
+    if key.endswith(".jsonl"):
+        return pajson.read_json(io.BytesIO(body))
     return pq.read_table(io.BytesIO(body))
 
 
-def _unified_schema(ctx: FunctionContext, job_id: str, parts: list[BatchRecord]) -> pa.Schema | None:
+def _unified_schema(ctx: FunctionContext, part_keys: list[str]) -> pa.Schema | None:
     schemas = []
-    for batch in parts:
-        tail = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=keys.part_key(job_id, batch.batch_id),
-                                 Range="bytes=-65536")["Body"].read()
-        schemas.append(_schema_from_tail(tail) or _read_part(ctx, keys.part_key(job_id, batch.batch_id)).schema)
+    for key in part_keys:
+        schema = None
+        if key.endswith(".parquet"):
+            tail = ctx.s3.get_object(Bucket=ctx.stack.output_bucket, Key=key, Range="bytes=-65536")["Body"].read()
+            schema = _schema_from_tail(tail)
+        schemas.append(schema or _read_part(ctx, key).schema)
     if not schemas:
         return None
     return pa.unify_schemas(schemas, promote_options="permissive")

@@ -40,14 +40,12 @@ class EmbeddedEmulator:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # its state lives in memory and is not wanted after the run: no graceful shutdown to wait for
         if self.process is not None:
+            self.process.kill()
+            self.process.wait()
             if self.process.stdin is not None:
                 self.process.stdin.close()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
             self.process = None
 
 
