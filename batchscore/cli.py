@@ -112,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON, for scripts")
     status.set_defaults(func=cmd_status)
 
+    plan = commands.add_parser(
+        "plan", help="measure the scoring script's memory and choose level, batch and shard sizes that fit",
+        description="Run the scoring script in a real scoring process, capped at the worker's memory "
+                    "(memory_mib / max_concurrency_per_instance), on inputs of several sizes cut from the "
+                    "largest file in --sample, at each level the payload allows; fit how its peak memory grows "
+                    "with the input, and predict the peak of the real input's largest shard and mini-batch "
+                    "(--data: a folder or s3:// prefix, listed, not read; default: the sample). Prints a table "
+                    "per level and one recommended configuration; --write puts it into the deployment file.")
+    plan.add_argument("--deployment", "-d", required=True, type=Path, help="deployment YAML")
+    plan.add_argument("--sample", required=True, type=Path, metavar="DIR", help="a few input files to measure on")
+    plan.add_argument("--data", metavar="DIR_OR_S3_PREFIX", help="the real input, whose sizes are listed")
+    plan.add_argument("--write", action="store_true", help="write the recommendation into the deployment file "
+                      "(the previous file is kept as .bak)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--endpoint-url", help="S3 endpoint for an s3:// --data (default: $AWS_ENDPOINT_URL)")
+    plan.set_defaults(func=cmd_plan)
+
     split = commands.add_parser(
         "split", help="split one file into record-aligned shards and print the manifest",
         description="Stream SOURCE (a local path or s3:// URL) into shards of at most --max-shard-bytes, cut "
@@ -293,6 +310,71 @@ def _size(text: str) -> int:
         return int(TypeAdapter(ByteSize).validate_python(text))
     except ValidationError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 64MiB, 1GB or a number of bytes)") from None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from batchscore.config import load_deployment
+    from planner.core import MiB, PlanError, list_sizes, measure, plan
+
+    deployment = load_deployment(args.deployment)
+    if not args.sample.is_dir():
+        raise ConfigError(f"--sample {args.sample}: not a folder")
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    data = args.data or str(args.sample)
+    try:
+        sizes = list_sizes(data, _target(args.endpoint_url) if data.startswith("s3://") else None)
+        if not sizes:
+            raise ConfigError(f"--data {data}: no input files")
+        init_mib, fits, _ = measure(deployment, args.sample, on_step=lambda line: say(f"  measured {line}"))
+        result = plan(deployment, init_mib, fits, sizes)
+    except PlanError as exc:
+        print(f"batchscore plan: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"cap_mib": result.cap_mib, "after_init_mib": round(result.init_mib, 1),
+                          "levels": result.rows, "current": result.current_verdict,
+                          "recommended": result.recommended,
+                          "fits": {lv: {"base_mib": round(f.base_mib, 1), "mib_per_input_mib": round(f.mib_per_mib, 3),
+                                        "linear": f.linear, "points": f.points} for lv, f in fits.items()}},
+                         default=lambda v: None if v == math.inf else v, indent=2))
+    else:
+        print(f"cap per worker: {result.cap_mib} MiB; after init(): {result.init_mib:.0f} MiB; input: "
+              f"{result.input_files} file(s), {result.input_bytes / MiB:,.1f} MiB; largest shard "
+              f"{result.largest_shard / MiB:,.1f} MiB, largest mini-batch {result.largest_batch / MiB:,.1f} MiB")
+        print(f"{'level':11s} {'grows':>16s} {'largest unit':>14s} {'predicted':>10s} {'largest that fits':>18s}"
+              "  verdict")
+        for row in result.rows:
+            fit = fits[row["level"]]
+            fitting = row["largest_fitting_mib"]
+            fitting_text = "any" if fitting == math.inf else "none" if fitting is None else f"{fitting:,.1f} MiB"
+            grows = f"{fit.mib_per_mib:.2f} MiB/MiB" + ("" if fit.linear else "*")
+            print(f"{row['level']:11s} {grows:>16s} {row['unit_bytes'] / MiB:>10,.1f} MiB "
+                  f"{row['predicted_peak_mib']:>6,.0f} MiB {fitting_text:>18s}  "
+                  f"{'fits' if row['fits'] else 'too big'}")
+        if any(not f.linear for f in fits.values()):
+            print("* memory does not grow in a straight line with the input at this level: leave more margin")
+        print(f"current settings: {result.current_verdict}")
+        print("recommended: " + ", ".join(f"{k}={v}" for k, v in result.recommended.items()))
+    if args.write:
+        write_recommendation(args.deployment, result.recommended)
+        say(f"wrote the recommendation into {args.deployment} (previous file: {args.deployment}.bak)")
+    return EXIT_OK
+
+
+def write_recommendation(path: Path, recommended: dict[str, Any]) -> None:
+    import shutil
+
+    raw = yaml.safe_load(path.read_text())
+    shutil.copy(path, path.with_name(path.name + ".bak"))
+    settings = raw.setdefault("settings", {})
+    for key in ("level", "mini_batch_size", "max_shard_bytes", "max_mini_batch_bytes"):
+        if key in recommended:
+            settings[key] = recommended[key]
+    raw.setdefault("resources", {})["max_concurrency_per_instance"] = recommended["max_concurrency_per_instance"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def cmd_split(args: argparse.Namespace) -> int:

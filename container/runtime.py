@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -41,6 +42,10 @@ class ScriptSpec:
     output_dir: str
     environment: dict[str, str] = field(default_factory=dict)
     logging_level: str = "info"
+
+
+# At row level, per-call output frames are joined every this many calls
+COMPACT_FRAMES = 256
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class ScoringResult:
     tracebacks: list[str] = field(default_factory=list)
     run_seconds: float = 0.0
     read_seconds: float = 0.0
+    # the scoring process's peak resident size during this task (its own measure), children included
+    max_rss_mib: float = 0.0
 
     def fail(self, source: str, items: int, exc: BaseException, user_traceback: str, row: int | None = None) -> None:
         self.failed_items += items
@@ -221,6 +228,7 @@ class Scorer:
 
     def _score_rows(self, task: Task, f: TaskFile, result: ScoringResult, frames: list[pd.DataFrame]) -> None:
         offset = 0
+        pending: list[pd.DataFrame] = []
         try:
             chunks = iter_frames(Path(f.path), task.row_batch_size)
             for chunk in chunks:
@@ -233,10 +241,16 @@ class Scorer:
                     result.fail(f.source, len(chunk), exc, user_traceback(exc, self.spec.code_dir),
                                 row=int(meta["row"].iloc[0]))
                     continue
-                frames.append(join(meta, predictions))
+                pending.append(join(meta, predictions))
                 result.succeeded_items += len(chunk)
+                if len(pending) >= COMPACT_FRAMES:  # thousands of one-row frames cost far more than their rows
+                    frames.append(pd.concat(pending, ignore_index=True))
+                    pending.clear()
         except Exception as exc:  # the file itself could not be read past `offset`
             result.fail(f.source, 1, _read_error(exc, f.source), traceback.format_exc())
+        finally:
+            if pending:
+                frames.append(pd.concat(pending, ignore_index=True))
 
 
 def _read_error(exc: BaseException, source: str) -> Exception:
@@ -302,6 +316,26 @@ def write_part(frames: list[pd.DataFrame], path: Path) -> int:
     return table.num_rows
 
 
+def _reset_peak_rss() -> None:
+    """Start a new peak: Linux resets a process's VmHWM when "5" is written to its clear_refs."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_rss_mib() -> float:
+    """The process's peak resident size since _reset_peak_rss (or its life, where that cannot be reset), plus
+    its waited-for children's; exact where the supervisor's sampling can miss a short peak."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024 + children
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + children
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when the supervisor dies, so a kill -9 of it leaves no orphan scoring."""
     try:
@@ -330,6 +364,9 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
         if task is None:
             return
         try:
-            conn.send(("done", scorer.score(task)))
+            _reset_peak_rss()
+            result = scorer.score(task)
+            result.max_rss_mib = _peak_rss_mib()
+            conn.send(("done", result))
         except Exception as exc:  # our own failure (say, an output that cannot be stored): fail the batch
             conn.send(("error", (one_line(exc), traceback.format_exc())))

@@ -71,6 +71,8 @@ class ScoringProcess:
         kind, payload = self._wait(budget, f"batch {task.batch_id}", should_abort)
         if kind == "error":
             raise ScoringProcessDied(f"scoring failed: {payload[0]}")
+        # the process's own peak catches what sampling every POLL_INTERVAL_S misses in a short batch
+        self.peak_rss_mib = max(self.peak_rss_mib, payload.max_rss_mib)
         return payload
 
     def _wait(self, timeout_s: float, what: str,
