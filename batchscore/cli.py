@@ -397,6 +397,22 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_local_run(args: argparse.Namespace) -> int:
+    import os
+
+    from infra.emulator import EmbeddedEmulator
+
+    # the emulator's process starts first: it imports moto (a second or so) while this one loads the pipeline
+    emulator = None
+    if not args.endpoint_url and not os.environ.get("AWS_ENDPOINT_URL"):
+        emulator = EmbeddedEmulator().start()
+    try:
+        return _local_run(args, emulator)
+    finally:
+        if emulator is not None:
+            emulator.__exit__()
+
+
+def _local_run(args: argparse.Namespace, emulator: Any) -> int:
     from batchscore.config import load_deployment
     from batchscore.records import is_valid_job_id
     from infra.local_run import LocalRun, new_job_id, run_local_job
@@ -415,7 +431,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
         apply_overrides(deployment, yaml.safe_dump(overrides).encode(), source="--set")  # fail early, exit 2
     run = LocalRun(input_dir=args.input_dir, deployment=deployment, output_dir=args.output, job_id=job_id,
                    endpoint_url=args.endpoint_url, worker_log=args.worker_log, stop_grace_s=args.worker_stop_grace,
-                   overrides=overrides, stack_name=args.stack_name)
+                   overrides=overrides, stack_name=args.stack_name, emulator=emulator)
     started = time.monotonic()
     with _progress(enabled=not args.quiet and sys.stderr.isatty(), payload=deployment.settings.payload) as show:
         summary = run_local_job(run, on_progress=show)

@@ -26,7 +26,7 @@ from batchscore.config import parse_deployment  # noqa: E402
 from batchscore.records import DispatchMessage, LedgerEntry, Shard  # noqa: E402
 from functions import dispatch  # noqa: E402
 from functions.context import FunctionContext  # noqa: E402
-from infra.local import EmbeddedEmulator  # noqa: E402
+from infra.emulator import EmbeddedEmulator  # noqa: E402
 from infra.local_run import deploy_local_stack  # noqa: E402
 
 

@@ -42,6 +42,10 @@ class Network:
     assign_public_ip: bool
 
 
+# the template's network parameters when no task will run in it (local runs: deployed without an image)
+UNUSED_NETWORK = Network("vpc-00000000", ("subnet-00000000",), assign_public_ip=False)
+
+
 def fargate_size(memory_mib: int, workers: int) -> tuple[int, int]:
     """(cpu units, memory MiB) of the smallest Fargate task with at least `memory_mib` and a vCPU per worker."""
     wanted_cpu = min(1024 * workers, 16384)
@@ -161,7 +165,9 @@ def deploy(target: AwsTarget, stack_name: str, deployment: Deployment, image_uri
            network: Network | None = None, work_visibility_s: int = DEFAULT_WORK_VISIBILITY_S,
            on_event: Callable[[str], None] | None = None) -> tuple[StackResources, dict[str, str]]:
     """Deploy the stack for `deployment` and upload its code, model and settings; return its resources and outputs."""
-    network = network or default_network(target)
+    if network is None:
+        # without an image there are no worker tasks (the service is conditional on it): no network to look up
+        network = default_network(target) if image_uri else UNUSED_NETWORK
     parameters = stack_parameters(deployment, network, image_uri, work_visibility_s)
     outputs = deploy_stack(target, stack_name, parameters, on_event)
     if target.endpoint_url:

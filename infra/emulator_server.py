@@ -49,6 +49,14 @@ def speed_up_moto() -> None:
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
 
 
+def _warm_up() -> None:
+    import importlib
+
+    for module in ("moto.cloudformation.parsing", "moto.s3.models", "moto.sqs.models", "moto.dynamodb.models",
+                   "moto.ec2.models"):
+        importlib.import_module(module)
+
+
 def main() -> None:
     from moto.server import ThreadedMotoServer
 
@@ -62,6 +70,9 @@ def main() -> None:
     server.start()
     host, port = server.get_host_and_port()
     print(f"http://{host}:{port}", flush=True)
+    # moto imports a service's code on its first request; CloudFormation's pulls in most of moto (about 1 s).
+    # Do it now, while the client gets ready, rather than inside the first request.
+    threading.Thread(target=_warm_up, daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # ends when the parent closes our stdin (or dies), or on SIGTERM

@@ -1,11 +1,9 @@
-"""Local stand-ins: an embedded moto server for AWS and pollers for the Lambda event-source mappings. The worker
-processes are the ECS task's own pool (container.pool). The handlers and the worker are the same code as in AWS."""
+"""Local stand-ins: pollers for the Lambda event-source mappings (the emulator is infra/emulator.py, the worker
+processes the ECS task's own pool, container/pool.py). The handlers and the worker are the same code as in AWS."""
 
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,34 +17,6 @@ logger = logging.getLogger(__name__)
 # sooner so a transient failure does not stall a run for the template's (AWS-sized) timeout.
 LOCAL_RETRY_DELAY_S = 2
 POLL_WAIT_S = 1
-
-
-class EmbeddedEmulator:
-    """A moto server on a free loopback port, in a child process, for as long as the `with` block runs."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[str] | None = None
-        self.endpoint_url = ""
-
-    def __enter__(self) -> EmbeddedEmulator:
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.emulator_server"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("http://"):
-            self.__exit__()
-            raise RuntimeError(f"the embedded AWS emulator did not start (it said {line!r})")
-        self.endpoint_url = line
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # its state lives in memory and is not wanted after the run: no graceful shutdown to wait for
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-            self.process = None
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]

@@ -27,12 +27,14 @@ from container.pool import WorkerPool
 from functions import deadletter, dispatch, finalize, ingest
 from functions.context import FunctionContext
 from infra.deploy import deploy
-from infra.local import EmbeddedEmulator, QueuePoller
+from infra.emulator import EmbeddedEmulator
+from infra.local import QueuePoller
 from infra.stack import stack_resources, upload_deployment
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_THREADS = 8
+INGEST_POLLERS = 4
 STATUS_POLL_S = 0.25
 TERMINAL = ("succeeded", "failed")
 
@@ -55,6 +57,7 @@ class LocalRun:
     work_visibility_s: int = 10
     stop_grace_s: float | None = None
     overrides: dict[str, Any] | None = None  # written as <job-id>/job.yaml: per-job settings
+    emulator: EmbeddedEmulator | None = None  # one started early by the caller, else one is started here
 
 
 def new_job_id(deployment: Deployment) -> str:
@@ -79,7 +82,7 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
     with ExitStack() as stack:
         endpoint = run.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
-            endpoint = stack.enter_context(EmbeddedEmulator()).endpoint_url
+            endpoint = stack.enter_context(run.emulator or EmbeddedEmulator()).endpoint_url
         target = AwsTarget(endpoint_url=endpoint, region=AwsTarget.from_env().region)
         stack_name = run.stack_name or f"batchscore-{uuid.uuid4().hex[:10]}"
         resources = deploy_local_stack(target, stack_name, run.deployment, run.work_visibility_s)
@@ -88,13 +91,15 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
                           log_path=str(run.worker_log) if run.worker_log else None,
                           stop_grace_s=run.stop_grace_s).start()
         stack.callback(pool.stop)
-        for name, queue_url, module in (("ingest", resources.ingest_queue_url, ingest),
-                                        ("dispatch", resources.dispatch_queue_url, dispatch),
-                                        ("finalize", resources.finalize_queue_url, finalize),
-                                        ("work-dlq", resources.work_dead_letter_queue_url, deadletter)):
-            poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
-            poller.start()
-            stack.callback(poller.stop)
+        # Lambda runs a function's invocations side by side: ingest (one per uploaded file) gets a few pollers
+        for name, queue_url, module, count in (("ingest", resources.ingest_queue_url, ingest, INGEST_POLLERS),
+                                               ("dispatch", resources.dispatch_queue_url, dispatch, 1),
+                                               ("finalize", resources.finalize_queue_url, finalize, 1),
+                                               ("work-dlq", resources.work_dead_letter_queue_url, deadletter, 1)):
+            for i in range(count):
+                poller = QueuePoller(f"{name}-{i}", target, queue_url, partial(module.handle_event, ctx=ctx))
+                poller.start()
+                stack.callback(poller.stop)
         marks["uploading"] = time.time()
         upload_inputs(ctx.s3, resources.inbox_bucket, run.job_id, run.input_dir, files)
         submit_job(ctx.s3, resources.inbox_bucket, run.job_id, run.overrides)
@@ -116,6 +121,7 @@ def local_timings(marks: dict[str, float]) -> dict[str, float]:
         "upload_s": round(marks["submitted"] - marks["uploading"], 3),
         "job_s": round(marks["finished"] - marks["uploading"], 3),
         "download_s": round(marks["downloaded"] - marks["finished"], 3),
+        "submitted_at": round(marks["submitted"], 3),  # when the marker was written (epoch seconds)
     }
 
 

@@ -13,7 +13,7 @@ from batchscore.aws import AwsTarget
 from batchscore.config import parse_deployment
 from functions.context import FunctionContext
 from functions.sqs_events import sqs_event
-from infra.local import EmbeddedEmulator
+from infra.emulator import EmbeddedEmulator
 from infra.local_run import deploy_local_stack
 
 EVENTS = Path(__file__).parents[1] / "events"
