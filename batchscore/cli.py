@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON, for scripts")
     status.set_defaults(func=cmd_status)
 
+    report = commands.add_parser(
+        "report", help="one HTML page with pictures of what a job did",
+        description="Render a job's _summary.json as one self-contained HTML file: input sizes before and after "
+                    "splitting, a timeline of each worker's batches, items per second, each batch's peak "
+                    "memory against the cap, the failures and the settings. JOB is a local run's OUT_DIR, or a "
+                    "job id with --stack-name (its summary is read from the stack's outputs bucket).")
+    report.add_argument("job", metavar="JOB_ID|OUT_DIR")
+    report.add_argument("--output", "-o", type=Path, help="the HTML file (default: OUT_DIR/report.html, or "
+                        "JOB_ID-report.html)")
+    report.add_argument("--stack-name", help="the stack a job id ran in")
+    report.add_argument("--endpoint-url", help="AWS endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    report.set_defaults(func=cmd_report)
+
     plan = commands.add_parser(
         "plan", help="measure the scoring script's memory and choose level, batch and shard sizes that fit",
         description="Run the scoring script in a real scoring process, capped at the worker's memory "
@@ -310,6 +323,37 @@ def _size(text: str) -> int:
         return int(TypeAdapter(ByteSize).validate_python(text))
     except ValidationError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 64MiB, 1GB or a number of bytes)") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from batchscore import keys
+    from jobreport.html import render
+
+    folder = Path(args.job)
+    if folder.is_dir():
+        path = folder / keys.SUMMARY
+        if not path.is_file():
+            raise ConfigError(f"{folder}: no {keys.SUMMARY} (is it a finished job's output folder?)")
+        summary = json.loads(path.read_text())
+        output = args.output or folder / "report.html"
+    elif args.stack_name:
+        target = _target(args.endpoint_url)
+        resources = _stack(target, args.stack_name)
+        s3 = target.client("s3")
+        try:
+            body = s3.get_object(Bucket=resources.output_bucket, Key=keys.job_output_key(args.job, keys.SUMMARY))
+        except s3.exceptions.NoSuchKey:
+            raise ConfigError(f"job {args.job}: no {keys.SUMMARY} in s3://{resources.output_bucket}/{args.job}/ "
+                              "(not finished yet? see `batchscore status`)") from None
+        summary = json.loads(body["Body"].read())
+        output = args.output or Path(f"{args.job}-report.html")
+    else:
+        raise ConfigError(f"{args.job}: not a folder; give a local run's OUT_DIR, or a job id with --stack-name")
+    output.write_text(render(summary))
+    print(f"report: {output}")
+    return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -44,7 +44,8 @@ def finalize_job(ctx: FunctionContext, job_id: str) -> None:
     if settings.output_action == "append_row" and job.status != "failing":
         output_key = merge_outputs(ctx, job_id, batches, settings.output_file_name)
     job = ctx.jobs.get_job(job_id) or job
-    summary = build_summary(job, batches, settings, output_key, ctx.jobs.ledger(job_id))
+    summary = build_summary(job, batches, settings, output_key, ctx.jobs.ledger(job_id),
+                            memory_cap_mib=ctx.deployment.resources.memory_per_worker_mib)
     body = json.dumps(summary, indent=2).encode()
     ctx.s3.put_object(Bucket=ctx.stack.output_bucket, Key=keys.job_output_key(job_id, keys.SUMMARY), Body=body)
     marker = keys.SUCCEEDED_MARKER if summary["status"] == "succeeded" else keys.FAILED_MARKER
@@ -162,11 +163,13 @@ def write_tables(path: Path, tables: Any, schema: pa.Schema | None) -> None:
 
 
 def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings, output_key: str | None,
-                  ledger: dict[str, LedgerEntry] | None = None) -> dict[str, Any]:
+                  ledger: dict[str, LedgerEntry] | None = None, memory_cap_mib: int | None = None) -> dict[str, Any]:
     failures: list[dict[str, Any]] = []
     warnings: list[str] = []
+    inputs: list[dict[str, Any]] = []
     for key, entry in sorted((ledger or {}).items()):
         source = keys.relative_source(key)
+        inputs.append({"source": source, "bytes": entry.bytes, "shard_bytes": [s.bytes for s in entry.shards]})
         if entry.error:
             failures.append({"source": source, "reason": entry.error[:MAX_REASON_CHARS], "items": 1,
                              "row": None, "batch_id": None})
@@ -214,6 +217,9 @@ def build_summary(job: JobRecord, batches: list[BatchRecord], settings: Settings
             "batch_seconds_total": round(batch_seconds, 3),
         },
         "batches": per_batch,
+        "memory_cap_mib": memory_cap_mib,
+        "settings": settings.model_dump(mode="json"),
+        "inputs": inputs,
     }
     if job.error:
         summary["error"] = job.error
