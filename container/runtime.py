@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from batchscore.observability import LinesToLog, configure_logging
 from container.exceptions import RunTimeout
 from container.formats import iter_frames, read_frame
 
@@ -42,6 +43,7 @@ class ScriptSpec:
     output_dir: str
     environment: dict[str, str] = field(default_factory=dict)
     logging_level: str = "info"
+    worker_id: str = ""
 
 
 # At row level, per-call output frames are joined every this many calls
@@ -66,6 +68,7 @@ class Task:
     row_batch_size: int = 1
     max_retries: int = 3
     timeout_s: float = 30.0
+    job_id: str = ""
 
 
 @dataclass
@@ -113,7 +116,6 @@ def load_script(spec: ScriptSpec) -> ModuleType:
     os.environ["AZUREML_MODEL_DIR"] = spec.model_dir
     os.environ["BATCHSCORE_MODEL_DIR"] = spec.model_dir
     os.environ["AZUREML_BI_OUTPUT_PATH"] = spec.output_dir
-    logging.basicConfig(level=spec.logging_level.upper())
     sys.path.insert(0, spec.code_dir)
     path = Path(spec.code_dir) / spec.scoring_script
     module_spec = importlib.util.spec_from_file_location("score", path)
@@ -144,9 +146,17 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 class Scorer:
-    def __init__(self, module: ModuleType, spec: ScriptSpec) -> None:
+    def __init__(self, module: ModuleType, spec: ScriptSpec, log_keys: Any = None) -> None:
         self.run_fn: Callable[[Any], Any] = module.run
         self.spec = spec
+        self.log_keys = log_keys  # the log formatter: lines logged while a file is scored carry its `source`
+
+    def _source(self, source: str | None) -> None:
+        if self.log_keys is not None:
+            if source is None:
+                self.log_keys.remove_keys(["source"])
+            else:
+                self.log_keys.append_keys(source=source)
 
     def score(self, task: Task) -> ScoringResult:
         result = ScoringResult()
@@ -177,6 +187,7 @@ class Scorer:
     def _score_paths(self, task: Task, result: ScoringResult, frames: list[pd.DataFrame]) -> None:
         groups = [task.files] if task.level == "mini_batch" else [[f] for f in task.files]
         for group in groups:
+            self._source(group[0].source if len(group) == 1 else None)
             try:
                 frames.append(self._call(task, [f.path for f in group], None, result))
                 result.succeeded_items += len(group)
@@ -192,6 +203,7 @@ class Scorer:
         if task.level == "file":
             # one file in memory at a time: the batch's peak is its largest file's, not the sum of its files
             for f in task.files:
+                self._source(f.source)
                 frame = self._load(task, f, result)
                 if frame is not None:
                     self._score_group(task, [(f, frame)], result, frames)
@@ -229,6 +241,7 @@ class Scorer:
     def _score_rows(self, task: Task, f: TaskFile, result: ScoringResult, frames: list[pd.DataFrame]) -> None:
         offset = 0
         pending: list[pd.DataFrame] = []
+        self._source(f.source)
         try:
             chunks = iter_frames(Path(f.path), task.row_batch_size)
             for chunk in chunks:
@@ -351,6 +364,11 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
     """Entry point of the scoring process: init() once, then one Task per message until told to stop."""
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # the script's logging and print() become JSON log lines with the worker's, job's and batch's keys
+    log_keys = configure_logging("batchscore.script", spec.logging_level, sys.__stderr__, worker=spec.worker_id)
+    script_log = logging.getLogger("score")
+    sys.stdout = LinesToLog(script_log, logging.INFO, "stdout")
+    sys.stderr = LinesToLog(script_log, logging.WARNING, "stderr")
     try:
         module = load_script(spec)
         module.init()
@@ -358,11 +376,12 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
         conn.send(("init_failed", (one_line(exc), user_traceback(exc, spec.code_dir))))
         return
     conn.send(("ready", None))
-    scorer = Scorer(module, spec)
+    scorer = Scorer(module, spec, log_keys)
     while True:
         task = conn.recv()
         if task is None:
             return
+        log_keys.append_keys(job_id=task.job_id, batch_id=task.batch_id)
         try:
             _reset_peak_rss()
             result = scorer.score(task)
@@ -370,3 +389,7 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
             conn.send(("done", result))
         except Exception as exc:  # our own failure (say, an output that cannot be stored): fail the batch
             conn.send(("error", (one_line(exc), traceback.format_exc())))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            log_keys.remove_keys(["job_id", "batch_id", "source"])

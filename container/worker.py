@@ -21,10 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import MetricUnit
+
 from batchscore import keys
 from batchscore.aws import AwsTarget
 from batchscore.config import Deployment, Settings
 from batchscore.jobs_table import JobsTable, finish_batch
+from batchscore.observability import configure_logging, emit_metrics
 from batchscore.records import BatchRecord, BatchResult, Failure, FinalizeMessage, JobRecord, WorkMessage
 from batchscore.stack import StackResources
 from container.exceptions import ScoringProcessDied, ScriptInitError
@@ -109,6 +113,7 @@ class Worker:
         self._headers: dict[tuple[str, int], bytes] = {}  # keys carry the job id: one small entry per split file
         self.stop_deadline = float("inf")
         self.deployment = self._fetch_deployment()
+        logging.getLogger().setLevel(self.deployment.settings.logging_level.upper())
         self.visibility_s = int(self.sqs.get_queue_attributes(
             QueueUrl=stack.work_queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
         self.scoring = ScoringProcess(self._script_spec(), self.deployment.resources.memory_per_worker_mib)
@@ -140,7 +145,7 @@ class Worker:
                           scoring_script=self.deployment.code_configuration.scoring_script,
                           model_dir=str(model_dir), output_dir=str(output_dir),
                           environment=thread_limits(self.deployment) | dict(settings.environment_variables),
-                          logging_level=settings.logging_level)
+                          logging_level=settings.logging_level, worker_id=self.worker_id)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -178,6 +183,16 @@ class Worker:
         if job is None or batch is None or batch.status == "done" or job.status != "running":
             self._delete(receipt)  # counted already, or its job failed: nothing to do
             return
+        log_keys = logging.getLogger().handlers[0].formatter if logging.getLogger().handlers else None
+        if isinstance(log_keys, LambdaPowertoolsFormatter):
+            log_keys.append_keys(job_id=job.job_id, batch_id=batch.batch_id)
+        try:
+            self._handle(job, batch, receipt)
+        finally:
+            if isinstance(log_keys, LambdaPowertoolsFormatter):
+                log_keys.remove_keys(["job_id", "batch_id"])
+
+    def _handle(self, job: JobRecord, batch: BatchRecord, receipt: str) -> None:
         try:
             with Heartbeat(self.sqs, self.stack.work_queue_url, receipt, self.visibility_s):
                 result = self.process(job, batch)
@@ -193,6 +208,16 @@ class Worker:
             return
         finish_batch(self.jobs, self.sqs, self.stack.finalize_queue_url, job.job_id, batch.batch_id, result)
         self._delete(receipt)
+        logger.info("batch done", extra={"level_used": result.level, "succeeded_items": result.succeeded_items,
+                                         "failed_items": result.failed_items, "peak_rss_mib": result.peak_rss_mib})
+        emit_metrics("worker", [
+            ("ItemsScored", MetricUnit.Count, result.succeeded_items),
+            ("ItemsFailed", MetricUnit.Count, result.failed_items),
+            ("BatchesDone", MetricUnit.Count, 1),
+            ("BatchesFailed", MetricUnit.Count, 1 if result.failed_items else 0),
+            ("BatchDuration", MetricUnit.Seconds, round(result.finished_at - result.started_at, 3)),
+            ("MemoryPeak", MetricUnit.Megabytes, result.peak_rss_mib),
+        ], job_id=job.job_id, batch_id=batch.batch_id, worker=self.worker_id, level=result.level)
 
     def process(self, job: JobRecord, batch: BatchRecord) -> BatchResult:
         settings = Settings.model_validate(job.settings)
@@ -230,7 +255,7 @@ class Worker:
             task = Task(batch_id=batch.batch_id, payload=settings.payload, level=level, files=files,
                         out_path=str(out_path), keep_columns=tuple(settings.keep_columns),
                         row_batch_size=settings.row_batch_size, max_retries=settings.retry_settings.max_retries,
-                        timeout_s=settings.retry_settings.timeout)
+                        timeout_s=settings.retry_settings.timeout, job_id=batch.job_id)
             try:
                 return self.scoring.score(task, should_abort=self._grace_expired), level, tried
             except ScoringProcessDied as exc:
@@ -338,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE_S, metavar="SECONDS",
                         help="after SIGTERM, how long the current batch may run before it is handed back")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s {args.worker_id} %(levelname)s %(message)s")
+    configure_logging("batchscore.worker", "info", sys.stderr, worker=args.worker_id)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"batchscore-{args.worker_id}-"))
     try:
         Worker(StackResources.from_env(), AwsTarget.from_env(), args.worker_id, workdir, args.stop_grace).run()

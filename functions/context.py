@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -67,7 +68,10 @@ def sqs_entry_points(record_handler: Callable[..., None]) -> tuple[EventHandler,
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not contexts:
-            contexts.append(FunctionContext.from_env())
+            ctx = FunctionContext.from_env()
+            # the deployment's logging_level applies to the functions' JSON logs (powertools Logger)
+            logging.getLogger("batchscore.functions").setLevel(ctx.deployment.settings.logging_level.upper())
+            contexts.append(ctx)
         return handle_event(event, contexts[0])
 
     return handle_event, handler

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from batchscore import keys
+from batchscore.observability import emit_metrics
 from batchscore.records import DispatchMessage, LedgerEntry, Shard
 from functions.context import FunctionContext, sqs_entry_points
 from functions.sqs_events import s3_objects
@@ -28,9 +30,14 @@ def ingest_object(ctx: FunctionContext, bucket: str, key: str, size: int) -> Non
         return
     if not keys.is_input(key):
         return
+    started = time.perf_counter()
     entry = ledger_entry(ctx, bucket, key, size)
     ctx.jobs.put_ledger_entry(job_id, entry)
     logger.info("ingested", extra={"job_id": job_id, "source": key, "shards": len(entry.shards)})
+    if entry.split:
+        emit_metrics("ingest", [("BytesSplit", MetricUnit.Bytes, size), ("Shards", MetricUnit.Count, len(entry.shards)),
+                                ("SplitDuration", MetricUnit.Seconds, round(time.perf_counter() - started, 3))],
+                     job_id=job_id, source=keys.relative_source(key))
 
 
 def ledger_entry(ctx: FunctionContext, bucket: str, key: str, size: int) -> LedgerEntry:

@@ -21,6 +21,7 @@ from batchscore import keys
 from batchscore.aws import AwsTarget
 from batchscore.config import Deployment
 from batchscore.exceptions import BatchscoreError, ConfigError
+from batchscore.observability import METRICS_FILE_ENV
 from batchscore.records import JobRecord
 from batchscore.stack import StackResources
 from container.pool import WorkerPool
@@ -34,6 +35,7 @@ from infra.stack import stack_resources, upload_deployment
 logger = logging.getLogger(__name__)
 
 UPLOAD_THREADS = 8
+METRICS_FILE = "_metrics.jsonl"
 INGEST_POLLERS = 4
 STATUS_POLL_S = 0.25
 TERMINAL = ("succeeded", "failed")
@@ -87,6 +89,12 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
         stack_name = run.stack_name or f"batchscore-{uuid.uuid4().hex[:10]}"
         resources = deploy_local_stack(target, stack_name, run.deployment, run.work_visibility_s)
         ctx = FunctionContext(resources, target)
+        # metrics (embedded metric format) of the workers and the in-process functions, kept with the outputs
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        metrics_file = run.output_dir / METRICS_FILE
+        metrics_file.unlink(missing_ok=True)
+        os.environ[METRICS_FILE_ENV] = str(metrics_file.resolve())
+        stack.callback(os.environ.pop, METRICS_FILE_ENV, None)
         pool = WorkerPool(run.deployment.resources.workers, target, resources,
                           log_path=str(run.worker_log) if run.worker_log else None,
                           stop_grace_s=run.stop_grace_s).start()
