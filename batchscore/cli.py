@@ -372,30 +372,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
         sizes = list_sizes(data, _target(args.endpoint_url) if data.startswith("s3://") else None)
         if not sizes:
             raise ConfigError(f"--data {data}: no input files")
-        init_mib, fits, _ = measure(deployment, args.sample, on_step=lambda line: say(f"  measured {line}"))
-        result = plan(deployment, init_mib, fits, sizes)
+        runtime_mib, init_mib, fits = measure(deployment, args.sample, on_step=lambda line: say(f"  measured {line}"))
+        result = plan(deployment, runtime_mib, init_mib, fits, sizes)
     except PlanError as exc:
         print(f"batchscore plan: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        print(json.dumps({"cap_mib": result.cap_mib, "after_init_mib": round(result.init_mib, 1),
+        print(json.dumps({"cap_mib": result.cap_mib, "runtime_mib": round(result.runtime_mib, 1),
+                          "after_init_mib": round(result.init_mib, 1),
+                          "model_mib": round(result.init_mib - result.runtime_mib, 1),
                           "levels": result.rows, "current": result.current_verdict,
                           "recommended": result.recommended,
                           "fits": {lv: {"base_mib": round(f.base_mib, 1), "mib_per_input_mib": round(f.mib_per_mib, 3),
-                                        "linear": f.linear, "points": f.points} for lv, f in fits.items()}},
+                                        "kib_per_row": f.kib_per_row, "linear": f.linear, "points": f.points}
+                                   for lv, f in fits.items()}},
                          default=lambda v: None if v == math.inf else v, indent=2))
     else:
+        print(f"the script and its model take {result.init_mib - result.runtime_mib:.0f} MiB over the runtime's "
+              f"{result.runtime_mib:.0f} MiB")
         print(f"cap per worker: {result.cap_mib} MiB; after init(): {result.init_mib:.0f} MiB; input: "
               f"{result.input_files} file(s), {result.input_bytes / MiB:,.1f} MiB; largest shard "
               f"{result.largest_shard / MiB:,.1f} MiB, largest mini-batch {result.largest_batch / MiB:,.1f} MiB")
-        print(f"{'level':11s} {'grows':>16s} {'largest unit':>14s} {'predicted':>10s} {'largest that fits':>18s}"
+        print(f"{'level':11s} {'grows':>33s} {'largest unit':>14s} {'predicted':>10s} {'largest that fits':>18s}"
               "  verdict")
         for row in result.rows:
             fit = fits[row["level"]]
             fitting = row["largest_fitting_mib"]
             fitting_text = "any" if fitting == math.inf else "none" if fitting is None else f"{fitting:,.1f} MiB"
-            grows = f"{fit.mib_per_mib:.2f} MiB/MiB" + ("" if fit.linear else "*")
-            print(f"{row['level']:11s} {grows:>16s} {row['unit_bytes'] / MiB:>10,.1f} MiB "
+            per_row = f" ({fit.kib_per_row:.2f} KiB/row)" if fit.kib_per_row is not None else ""
+            grows = f"{fit.mib_per_mib:.2f} MiB/MiB{per_row}" + ("" if fit.linear else "*")
+            print(f"{row['level']:11s} {grows:>33s} {row['unit_bytes'] / MiB:>10,.1f} MiB "
                   f"{row['predicted_peak_mib']:>6,.0f} MiB {fitting_text:>18s}  "
                   f"{'fits' if row['fits'] else 'too big'}")
         if any(not f.linear for f in fits.values()):

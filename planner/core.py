@@ -36,7 +36,7 @@ SAFETY = 0.8  # plan for at most 80% of the cap: the measured line is not the wo
 FRACTIONS = (0.25, 0.5, 1.0)  # of the largest sample file's rows
 LEVELS = {"paths": ("mini_batch", "file"), "dataframe": ("mini_batch", "file", "row")}
 MiB = 1024**2
-ROW_LEVEL_CALLS = 1000  # run() calls per row-level measurement, at most
+ROW_LEVEL_CALLS = 4000  # run() calls per row-level measurement, at most
 MIN_UNIT_BYTES = 64 * 1024  # no smaller shards or mini-batches are recommended
 
 
@@ -54,6 +54,11 @@ class Fit:
     mib_per_mib: float = 0.0
     linear: bool = True
     killed_at_mib: float | None = None  # the smallest input the cap killed the process on, if any
+    rows_per_mib: float | None = None  # of the samples, when they are tabular
+
+    @property
+    def kib_per_row(self) -> float | None:
+        return self.mib_per_mib * 1024 / self.rows_per_mib if self.rows_per_mib else None
 
     def fit(self) -> Fit:
         xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
@@ -80,6 +85,7 @@ class Fit:
 @dataclass
 class Plan:
     cap_mib: int
+    runtime_mib: float
     init_mib: float
     fits: dict[str, Fit]
     input_files: int
@@ -91,7 +97,7 @@ class Plan:
     current_verdict: str = ""
 
 
-def make_samples(sample_dir: Path, out_dir: Path, max_rows: int | None = None) -> list[Path]:
+def make_samples(sample_dir: Path, out_dir: Path, max_rows: int | None = None) -> list[tuple[Path, int | None]]:
     """Inputs of several sizes: prefixes of the largest tabular sample file (of at most `max_rows` rows); else
     the sample files themselves."""
     files = sorted((p for p in sample_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))),
@@ -103,15 +109,15 @@ def make_samples(sample_dir: Path, out_dir: Path, max_rows: int | None = None) -
     if fmt.compression is None and fmt.kind in ("csv", "tsv", "jsonl", "parquet"):
         table = _read(largest, fmt.kind)
         total = min(table.num_rows, max_rows or table.num_rows)
-        samples = []
+        samples: list[tuple[Path, int | None]] = []
         for fraction in FRACTIONS:
             rows = max(1, int(total * fraction))
             path = out_dir / f"{fraction:g}" / largest.name
             path.parent.mkdir(parents=True)
             _write(table.slice(0, rows), path, fmt.kind)
-            samples.append(path)
+            samples.append((path, rows))
         return samples
-    return files[-len(FRACTIONS):]
+    return [(path, None) for path in files[-len(FRACTIONS):]]
 
 
 def _read(path: Path, kind: str) -> pa.Table:
@@ -152,8 +158,20 @@ class Probe:
                                environment=thread_limits(deployment) | dict(settings.environment_variables),
                                logging_level=settings.logging_level)
 
+    def runtime_mib(self) -> float:
+        """The scoring process before the user's script: the runtime and its libraries alone."""
+        code = self.workdir / "stub"
+        code.mkdir(exist_ok=True)
+        (code / "stub.py").write_text("def init():\n    pass\n\n\ndef run(batch):\n    return batch\n")
+        stub = ScriptSpec(code_dir=str(code) + "/", scoring_script="stub.py", model_dir=self.spec.model_dir,
+                          output_dir=self.spec.output_dir, environment=self.spec.environment)
+        return self._started_mib(stub)
+
     def after_init_mib(self) -> float:
-        process = ScoringProcess(self.spec, self.cap_mib)
+        return self._started_mib(self.spec)
+
+    def _started_mib(self, spec: ScriptSpec) -> float:
+        process = ScoringProcess(spec, self.cap_mib)
         try:
             process.start()
             return process._tree_rss_mib()
@@ -185,7 +203,8 @@ class Probe:
 
 
 def measure(deployment: Deployment, sample_dir: Path,
-            on_step: Callable[[str], None] = lambda _: None) -> tuple[float, dict[str, Fit], list[Path]]:
+            on_step: Callable[[str], None] = lambda _: None) -> tuple[float, float, dict[str, Fit]]:
+    """(MiB of the runtime alone, MiB after the script's import and init(), a fit per level)."""
     cap = deployment.resources.memory_per_worker_mib
     with tempfile.TemporaryDirectory(prefix="batchscore-plan-") as tmp:
         work = Path(tmp)
@@ -195,13 +214,17 @@ def measure(deployment: Deployment, sample_dir: Path,
         row_rows = ROW_LEVEL_CALLS * deployment.settings.row_batch_size
         row_samples = make_samples(sample_dir, work / "row-samples", row_rows)
         probe = Probe(deployment, work / "probe", cap)
+        runtime_mib = probe.runtime_mib()
         init_mib = probe.after_init_mib()
-        on_step(f"after init(): {init_mib:.0f} MiB")
+        on_step(f"runtime alone: {runtime_mib:.0f} MiB; after the script's import and init(): {init_mib:.0f} MiB")
         fits: dict[str, Fit] = {}
         for level in LEVELS[deployment.settings.payload]:
             fit = Fit(level, [])
-            chosen = row_samples if level == "row" else samples
+            chosen = [p for p, _ in (row_samples if level == "row" else samples)]
             sizes = [p.stat().st_size for p in chosen]
+            full, rows = (row_samples if level == "row" else samples)[-1]
+            if rows:
+                fit.rows_per_mib = rows / (full.stat().st_size / MiB)
             if level == "mini_batch":
                 # a mini-batch of many small files: copies of the smallest sample
                 runs = [(k * sizes[0], [chosen[0]] * k) for k in (1, 2, 4)]
@@ -216,7 +239,7 @@ def measure(deployment: Deployment, sample_dir: Path,
                 fit.points.append((size / MiB, peak))
                 on_step(f"{level}: {size / MiB:.1f} MiB of input: peak {peak:.0f} MiB")
             fits[level] = fit.fit()
-        return init_mib, fits, samples
+        return runtime_mib, init_mib, fits
 
 
 def list_sizes(data: str, target: Any = None) -> list[tuple[str, int]]:
@@ -250,14 +273,15 @@ def largest_batch(shards: list[Shard], settings: Settings, workers: int) -> int:
     return max((sum(s.bytes for s in batch) for batch in pack(shards, settings.mini_batch_size, limit)), default=0)
 
 
-def plan(deployment: Deployment, init_mib: float, fits: dict[str, Fit], sizes: list[tuple[str, int]]) -> Plan:
+def plan(deployment: Deployment, runtime_mib: float, init_mib: float, fits: dict[str, Fit],
+         sizes: list[tuple[str, int]]) -> Plan:
     settings, resources = deployment.settings, deployment.resources
     cap = resources.memory_per_worker_mib
     budget = SAFETY * cap
     shards = shards_of(sizes, settings)
     biggest_shard = max((s.bytes for s in shards), default=0)
     biggest_batch = largest_batch(shards, settings, resources.workers)
-    result = Plan(cap_mib=cap, init_mib=init_mib, fits=fits, input_files=len(sizes),
+    result = Plan(cap_mib=cap, runtime_mib=runtime_mib, init_mib=init_mib, fits=fits, input_files=len(sizes),
                   input_bytes=sum(s for _, s in sizes), largest_shard=biggest_shard, largest_batch=biggest_batch)
     for level, fit in fits.items():
         unit = biggest_batch if level == "mini_batch" else biggest_shard

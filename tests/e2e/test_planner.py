@@ -40,6 +40,8 @@ def test_plan_rejects_what_gets_killed_and_its_recommendation_runs_within_the_ca
     # THEN memory grows with the input at file level (not at row level, which streams), and the current
     # settings are rejected
     assert report["fits"]["file"]["mib_per_input_mib"] > 100
+    assert 8 <= report["fits"]["file"]["kib_per_row"] <= 12.5  # the script holds 10 KiB per row
+    assert report["after_init_mib"] >= report["runtime_mib"] > 0
     assert not levels["file"]["fits"] and levels["row"]["fits"]
     assert report["current"].startswith("does not fit")
     # AND the rejected settings do get killed for memory when run
