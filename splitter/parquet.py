@@ -4,6 +4,8 @@ record batches of a size that fits. Shards keep the source's schema (and its met
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -21,6 +23,8 @@ MAX_BATCH_ROWS = 16384
 # Rows per row group written in a shard: batches are gathered to this many, so shards read efficiently
 # (on the same file: 176 MB peak RSS; 131k-row groups took it to 210 MB).
 WRITE_GROUP_ROWS = 65536
+# Batches decoded ahead of the shard writer, on the decoding thread
+READ_AHEAD = 4
 # Shards are re-encoded, so their size only approximates the source's bytes per row; aim a little low.
 SIZE_SAFETY = 0.9
 
@@ -63,6 +67,9 @@ def plan(metadata: pq.FileMetaData, limit: int) -> list[list[_Piece]]:
 
 
 def split_parquet(stream: BinaryIO, sink: ShardSink, manifest: Manifest) -> None:
+    # Arrow's default pool (mimalloc) holds on to what a split frees: 210 MB peak on a 300 MB file, against 130 MB
+    # through glibc's malloc (which keep_freed_memory tunes), at the same speed
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         source = pq.ParquetFile(stream, pre_buffer=False, buffer_size=1024**2)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -128,11 +135,42 @@ class _ShardWriter:
 
 
 def _batches(source: pq.ParquetFile, name: str) -> Iterator[pa.RecordBatch]:
-    """Every row of the file in order, one pass, a bounded number of rows at a time."""
+    """Every row of the file in order, one pass, a bounded number of rows at a time.
+
+    Decoded on a thread of its own, READ_AHEAD batches ahead, so that decoding the source and encoding the
+    shards (both in pyarrow's C++, without the GIL) use two cores.
+    """
+    done = object()
+    batches: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            for batch in source.iter_batches(batch_size=MAX_BATCH_ROWS, use_threads=False):
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            batches.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            batches.put(exc)
+
+    reader = threading.Thread(target=decode, name="parquet-decode", daemon=True)
+    reader.start()
     try:
-        yield from source.iter_batches(batch_size=MAX_BATCH_ROWS, use_threads=False)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CorruptInputError(f"{name}: corrupt Parquet data: {exc}") from exc
+        while (item := batches.get()) is not done:
+            if isinstance(item, BaseException):
+                if isinstance(item, pa.ArrowInvalid | OSError):
+                    raise CorruptInputError(f"{name}: corrupt Parquet data: {item}") from item
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _compression(metadata: pq.FileMetaData) -> str:
