@@ -23,13 +23,13 @@ def cli(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess[st
 
 
 def test_plan_rejects_what_gets_killed_and_its_recommendation_runs_within_the_cap(tmp_path: Path) -> None:
-    # GIVEN a script that holds 10 KiB per row it scores, workers capped at 512 MiB, and files of 40,000 rows:
-    # scoring a whole file at once needs about 400 MiB more than the process holds after init()
+    # GIVEN a script whose model takes 64 MiB and which holds 10 KiB per row it scores, workers capped at 512 MiB,
+    # and files of 40,000 rows: scoring a whole file at once needs about 400 MiB more than after init()
     make_inputs(tmp_path / "in", [40_000, 40_000, 30_000])
     make_inputs(tmp_path / "sample", [40_000])
     deployment = make_deployment(tmp_path / "dep", script="score_memory.py", payload="dataframe", level="file",
                                  mini_batch_size=1, memory_fallback=False,
-                                 environment_variables={"MEM_KB_PER_ROW": "10"},
+                                 environment_variables={"MEM_KB_PER_ROW": "10", "MODEL_MIB": "64"},
                                  resources={"instance_count": 1, "max_concurrency_per_instance": 1,
                                             "memory_mib": 512})
     # WHEN the planner measures the script on the sample and looks at the input's sizes
@@ -41,7 +41,7 @@ def test_plan_rejects_what_gets_killed_and_its_recommendation_runs_within_the_ca
     # settings are rejected
     assert report["fits"]["file"]["mib_per_input_mib"] > 100
     assert 8 <= report["fits"]["file"]["kib_per_row"] <= 12.5  # the script holds 10 KiB per row
-    assert report["after_init_mib"] >= report["runtime_mib"] > 0
+    assert 48 <= report["model_mib"] <= 80  # the script's model: 64 MiB over the runtime's own memory
     assert not levels["file"]["fits"] and levels["row"]["fits"]
     assert report["current"].startswith("does not fit")
     # AND the rejected settings do get killed for memory when run

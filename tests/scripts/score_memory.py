@@ -1,4 +1,5 @@
-"""Test scoring script with a known memory cost: run() holds MEM_KB_PER_ROW KiB per input row while it scores.
+"""Test scoring script with a known memory cost: its "model" (init()) holds MODEL_MIB MiB, and run() holds
+MEM_KB_PER_ROW KiB per input row while it scores.
 
 The memory planner's tests use it: a batch of n rows needs about n * MEM_KB_PER_ROW KiB more than the process
 holds after init().
@@ -10,10 +11,13 @@ import time
 import numpy as np
 
 KB_PER_ROW = int(os.environ.get("MEM_KB_PER_ROW", "10"))
+MODEL_MIB = int(os.environ.get("MODEL_MIB", "0"))
+model = None
 
 
 def init():
-    pass
+    global model
+    model = np.ones(MODEL_MIB * 128 * 1024)  # every page touched
 
 
 def run(mini_batch):
