@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 UPLOAD_THREADS = 8
 METRICS_FILE = "_metrics.jsonl"
-INGEST_POLLERS = 4
 STATUS_POLL_S = 0.25
 TERMINAL = ("succeeded", "failed")
 
@@ -99,15 +98,15 @@ def run_local_job(run: LocalRun, on_progress: Callable[[JobRecord | None], None]
                           log_path=str(run.worker_log) if run.worker_log else None,
                           stop_grace_s=run.stop_grace_s).start()
         stack.callback(pool.stop)
-        # Lambda runs a function's invocations side by side: ingest (one per uploaded file) gets a few pollers
-        for name, queue_url, module, count in (("ingest", resources.ingest_queue_url, ingest, INGEST_POLLERS),
-                                               ("dispatch", resources.dispatch_queue_url, dispatch, 1),
-                                               ("finalize", resources.finalize_queue_url, finalize, 1),
-                                               ("work-dlq", resources.work_dead_letter_queue_url, deadletter, 1)):
-            for i in range(count):
-                poller = QueuePoller(f"{name}-{i}", target, queue_url, partial(module.handle_event, ctx=ctx))
-                poller.start()
-                stack.callback(poller.stop)
+        # one poller per queue: moto's ReceiveMessage is not atomic, so concurrent receivers of one queue can take
+        # the same message several times over and push it past maxReceiveCount into its dead-letter queue
+        for name, queue_url, module in (("ingest", resources.ingest_queue_url, ingest),
+                                        ("dispatch", resources.dispatch_queue_url, dispatch),
+                                        ("finalize", resources.finalize_queue_url, finalize),
+                                        ("work-dlq", resources.work_dead_letter_queue_url, deadletter)):
+            poller = QueuePoller(name, target, queue_url, partial(module.handle_event, ctx=ctx))
+            poller.start()
+            stack.callback(poller.stop)
         marks["uploading"] = time.time()
         upload_inputs(ctx.s3, resources.inbox_bucket, run.job_id, run.input_dir, files)
         submit_job(ctx.s3, resources.inbox_bucket, run.job_id, run.overrides)

@@ -74,14 +74,19 @@ def scoring_processes(cli: subprocess.Popen[str]) -> list[psutil.Process]:
     return found
 
 
-def wait_until(condition: Callable[[], Any], timeout_s: float = 60) -> Any:
+def wait_until(condition: Callable[[], Any], timeout_s: float = 60,
+               cli: subprocess.Popen[str] | None = None) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    said = ""
+    if cli is not None:  # what the CLI said explains most hangs
+        cli.kill()
+        said = "\nthe CLI said:\n" + cli.communicate()[1][-3000:]
+    raise AssertionError("condition not met in time" + said)
 
 
 def check_exactly_once(out_dir: Path, inputs: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -210,7 +215,7 @@ def test_duplicated_messages_count_once_and_heartbeats_keep_long_batches(tmp_pat
                                       if s.get("Outputs")], 60)[0]
         values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         jobs = JobsTable.connect(values["JobsTableName"], target)
-        wait_until(lambda: (job := jobs.get_job("dup")) is not None and job.status == "running", 60)
+        wait_until(lambda: (job := jobs.get_job("dup")) is not None and job.status == "running", 60, cli)
         sqs = target.client("sqs")
         for batch in jobs.batches("dup")[1:]:  # every batch but the slow one enqueued a second time
             sqs.send_message(QueueUrl=values["WorkQueueUrl"],
