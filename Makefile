@@ -24,6 +24,7 @@ examples/tabular/data: $(STAMP) examples/tabular/generate_data.py
 demo: $(STAMP) examples/tabular/model/model.pkl examples/tabular/data
 	$(VENV)/bin/batchscore local run examples/tabular/data --deployment examples/tabular/deployment-dataframe.yaml \
 		--output $(DEMO_DIR)
+	$(VENV)/bin/batchscore report $(DEMO_DIR)
 	@echo "--- $(DEMO_DIR)/_summary.json"
 	@cat $(DEMO_DIR)/_summary.json
 
