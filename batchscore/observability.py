@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from aws_lambda_powertools import Metrics
@@ -26,11 +28,14 @@ NAMESPACE = "batchscore"
 METRICS_FILE_ENV = "BATCHSCORE_METRICS_FILE"
 
 
-def configure_logging(service: str, level: str = "info", stream: TextIO | None = None,
-                      **keys: Any) -> LambdaPowertoolsFormatter:
-    """JSON lines on `stream` (stderr) for every logger of this process; returns the formatter, whose keys
-    (append_keys / remove_keys) every later line carries."""
-    formatter = LambdaPowertoolsFormatter(service=service)
+_formatter: LambdaPowertoolsFormatter | None = None  # the process's, once configure_logging has run
+
+
+def configure_logging(service: str, level: str = "info", stream: TextIO | None = None, **keys: Any) -> None:
+    """JSON lines on `stream` (stderr) for every logger of this process, each carrying `keys` and those that
+    log_keys / set_log_key add."""
+    global _formatter
+    formatter = _formatter = LambdaPowertoolsFormatter(service=service)
     formatter.append_keys(**keys)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
@@ -39,7 +44,27 @@ def configure_logging(service: str, level: str = "info", stream: TextIO | None =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    return formatter
+
+
+def set_log_key(name: str, value: Any) -> None:
+    """Every later line carries `name` (or no longer does, for None). A no-op before configure_logging."""
+    if _formatter is not None:
+        if value is None:
+            _formatter.remove_keys([name])
+        else:
+            _formatter.append_keys(**{name: value})
+
+
+@contextmanager
+def log_keys(**keys: Any) -> Iterator[None]:
+    """Lines logged inside the block carry `keys`."""
+    for name, value in keys.items():
+        set_log_key(name, value)
+    try:
+        yield
+    finally:
+        for name in keys:
+            set_log_key(name, None)
 
 
 class LinesToLog(io.TextIOBase):

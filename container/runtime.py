@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batchscore.observability import LinesToLog, configure_logging
+from batchscore.observability import LinesToLog, configure_logging, log_keys, set_log_key
 from container.exceptions import RunTimeout
 from container.formats import iter_frames, read_frame
 
@@ -146,17 +146,14 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 class Scorer:
-    def __init__(self, module: ModuleType, spec: ScriptSpec, log_keys: Any = None) -> None:
+    def __init__(self, module: ModuleType, spec: ScriptSpec) -> None:
         self.run_fn: Callable[[Any], Any] = module.run
         self.spec = spec
-        self.log_keys = log_keys  # the log formatter: lines logged while a file is scored carry its `source`
 
-    def _source(self, source: str | None) -> None:
-        if self.log_keys is not None:
-            if source is None:
-                self.log_keys.remove_keys(["source"])
-            else:
-                self.log_keys.append_keys(source=source)
+    @staticmethod
+    def _source(source: str | None) -> None:
+        """Lines logged while a file is scored carry its `source` (none for a mini-batch of several)."""
+        set_log_key("source", source)
 
     def score(self, task: Task) -> ScoringResult:
         result = ScoringResult()
@@ -365,7 +362,7 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # the script's logging and print() become JSON log lines with the worker's, job's and batch's keys
-    log_keys = configure_logging("batchscore.script", spec.logging_level, sys.__stderr__, worker=spec.worker_id)
+    configure_logging("batchscore.script", spec.logging_level, sys.__stderr__, worker=spec.worker_id)
     script_log = logging.getLogger("score")
     sys.stdout = LinesToLog(script_log, logging.INFO, "stdout")
     sys.stderr = LinesToLog(script_log, logging.WARNING, "stderr")
@@ -376,20 +373,19 @@ def serve(conn: Any, spec: ScriptSpec) -> None:
         conn.send(("init_failed", (one_line(exc), user_traceback(exc, spec.code_dir))))
         return
     conn.send(("ready", None))
-    scorer = Scorer(module, spec, log_keys)
+    scorer = Scorer(module, spec)
     while True:
         task = conn.recv()
         if task is None:
             return
-        log_keys.append_keys(job_id=task.job_id, batch_id=task.batch_id)
-        try:
-            _reset_peak_rss()
-            result = scorer.score(task)
-            result.max_rss_mib = _peak_rss_mib()
-            conn.send(("done", result))
-        except Exception as exc:  # our own failure (say, an output that cannot be stored): fail the batch
-            conn.send(("error", (one_line(exc), traceback.format_exc())))
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            log_keys.remove_keys(["job_id", "batch_id", "source"])
+        with log_keys(job_id=task.job_id, batch_id=task.batch_id, source=None):
+            try:
+                _reset_peak_rss()
+                result = scorer.score(task)
+                result.max_rss_mib = _peak_rss_mib()
+                conn.send(("done", result))
+            except Exception as exc:  # our own failure (say, an output that cannot be stored): fail the batch
+                conn.send(("error", (one_line(exc), traceback.format_exc())))
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()

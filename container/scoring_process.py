@@ -88,7 +88,7 @@ class ScoringProcess:
                     return self.conn.recv()
                 except EOFError:
                     pass
-            rss = self._tree_rss_mib()
+            rss = self.tree_rss_mib()
             self.peak_rss_mib = max(self.peak_rss_mib, rss)
             if rss > self.memory_cap_mib:
                 self.kill()
@@ -104,7 +104,7 @@ class ScoringProcess:
                 self.kill()
                 raise ScoringProcessDied(f"the scoring process did not finish {what} within {timeout_s:.0f} s")
 
-    def _tree_rss_mib(self) -> float:
+    def tree_rss_mib(self) -> float:
         try:
             proc = psutil.Process(self.process.pid)
             total = proc.memory_info().rss

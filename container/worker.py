@@ -21,14 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchscore import keys
 from batchscore.aws import AwsTarget
 from batchscore.config import Deployment, Settings
 from batchscore.jobs_table import JobsTable, finish_batch
-from batchscore.observability import configure_logging, emit_metrics
+from batchscore.observability import configure_logging, emit_metrics, log_keys
 from batchscore.records import BatchRecord, BatchResult, Failure, FinalizeMessage, JobRecord, WorkMessage
 from batchscore.stack import StackResources
 from container.exceptions import ScoringProcessDied, ScriptInitError
@@ -183,14 +182,8 @@ class Worker:
         if job is None or batch is None or batch.status == "done" or job.status != "running":
             self._delete(receipt)  # counted already, or its job failed: nothing to do
             return
-        log_keys = logging.getLogger().handlers[0].formatter if logging.getLogger().handlers else None
-        if isinstance(log_keys, LambdaPowertoolsFormatter):
-            log_keys.append_keys(job_id=job.job_id, batch_id=batch.batch_id)
-        try:
+        with log_keys(job_id=job.job_id, batch_id=batch.batch_id):
             self._handle(job, batch, receipt)
-        finally:
-            if isinstance(log_keys, LambdaPowertoolsFormatter):
-                log_keys.remove_keys(["job_id", "batch_id"])
 
     def _handle(self, job: JobRecord, batch: BatchRecord, receipt: str) -> None:
         try:

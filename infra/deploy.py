@@ -16,7 +16,7 @@ from batchscore.config import Deployment
 from batchscore.exceptions import BatchscoreError, ConfigError
 from batchscore.stack import StackResources
 from infra import TEMPLATE_PATH
-from infra.stack import apply_bucket_notifications, upload_deployment
+from infra.stack import apply_bucket_notifications, describe_stack, upload_deployment
 
 # Fargate's task sizes: CPU units -> (smallest memory, largest memory, step), in MiB
 FARGATE_SIZES = {
@@ -151,14 +151,8 @@ def stack_outputs(cfn: Any, stack_name: str) -> dict[str, str]:
 
 
 def _stack_status(cfn: Any, stack_name: str) -> str | None:
-    try:
-        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        if "does not exist" in str(exc):
-            return None
-        raise
-    status: str = stacks[0]["StackStatus"]
-    return None if status == "DELETE_COMPLETE" else status
+    stack = describe_stack(cfn, stack_name)
+    return None if stack is None else str(stack["StackStatus"])
 
 
 def deploy(target: AwsTarget, stack_name: str, deployment: Deployment, image_uri: str = "",

@@ -47,16 +47,23 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_cfn_loader())  # noqa: S506 - a SafeLoader subclass
 
 
-def stack_resources(target: AwsTarget, stack_name: str) -> StackResources | None:
-    """The resources of an existing stack, or None when there is no stack of that name."""
-    cfn = target.client("cloudformation")
+def describe_stack(cfn: Any, stack_name: str) -> dict[str, Any] | None:
+    """The stack's description, or None when there is no live stack of that name."""
     try:
-        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+        stack: dict[str, Any] = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except cfn.exceptions.ClientError as exc:
         if "does not exist" in str(exc):
             return None
         raise
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return None if stack["StackStatus"] == "DELETE_COMPLETE" else stack
+
+
+def stack_resources(target: AwsTarget, stack_name: str) -> StackResources | None:
+    """The resources of an existing stack, or None when there is no stack of that name."""
+    stack = describe_stack(target.client("cloudformation"), stack_name)
+    if stack is None:
+        return None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     try:
         return StackResources.from_outputs(outputs)
     except KeyError as exc:

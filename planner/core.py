@@ -174,7 +174,7 @@ class Probe:
         process = ScoringProcess(spec, self.cap_mib)
         try:
             process.start()
-            return process._tree_rss_mib()
+            return process.tree_rss_mib()
         except ScriptInitError as exc:
             raise PlanError(f"{exc}\n{exc.user_traceback}") from None
         finally:
